@@ -1,0 +1,173 @@
+"""Command line: serve over stdio (default), list the tools, call one tool, or serve the TextMagic emulator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+from server import __version__
+from server.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from server.app import SessionsServer
+
+PROG = "textmagic-sessions-mcp"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    if command == "emulator":
+        _serve_emulator(args.host, args.port, args.seed)
+        return
+    # stdout belongs to the MCP protocol (stdio) or to the printed result (tools, call): logs go to stderr.
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO if command == "serve" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # httpx2 logs every request at INFO; one line per TextMagic call is noise here.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    try:
+        # The flag may stand before or after the command; SUPPRESS leaves it unset where absent.
+        settings = load_settings(sandbox=True if getattr(args, "sandbox", False) else None)
+    except ConfigError as exc:
+        print(f"{PROG}: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if command == "serve":
+        _build(settings).run("stdio")
+    elif command == "tools":
+        sys.exit(_run(_list_tools(_build(settings))))
+    else:
+        sys.exit(_run(_call_tool(_build(settings), args.tool, _arguments(args.arguments))))
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--sandbox",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="use the built-in TextMagic emulator (made-up data, no account needed); TEXTMAGIC_SANDBOX=true",
+    )
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        parents=[common],
+        description="MCP server for the message sessions of a TextMagic account. "
+        "Credentials come from TEXTMAGIC_USERNAME and TEXTMAGIC_API_KEY.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("serve", parents=[common], help="serve MCP over stdio (the default)")
+    commands.add_parser("tools", parents=[common], help="print the tools and their arguments")
+    call = commands.add_parser(
+        "call", parents=[common], help="run one tool through an in-process MCP client and print its result"
+    )
+    call.add_argument("tool", help="tool name, as printed by the tools command")
+    call.add_argument(
+        "arguments", nargs="?", default="{}", help="arguments as a JSON object, e.g. '{\"id\": 1}'"
+    )
+    emulator = commands.add_parser(
+        "emulator", help="serve the TextMagic emulator over HTTP, for tests and demos"
+    )
+    emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    emulator.add_argument("--port", type=int, default=8089, help="port to bind (default 8089)")
+    emulator.add_argument("--seed", type=int, default=7, help="seed of the made-up account (default 7)")
+    return parser
+
+
+def _build(settings: Settings) -> SessionsServer:
+    from server.app import build_server
+
+    return build_server(settings)
+
+
+def _arguments(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        print(
+            f"{PROG}: the arguments are not valid JSON ({exc}); pass an object such as '{{\"id\": 1}}'",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    if not isinstance(value, dict):
+        print(f"{PROG}: the arguments must be a JSON object such as '{{\"id\": 1}}'", file=sys.stderr)
+        sys.exit(2)
+    return value
+
+
+def _run(coroutine: Any) -> int:
+    import anyio
+
+    async def run() -> int:
+        code: int = await coroutine
+        return code
+
+    return anyio.run(run)
+
+
+async def _list_tools(server: SessionsServer) -> int:
+    from mcp import Client
+
+    async with Client(server) as client:
+        listing = await client.list_tools()
+    for tool in listing.tools:
+        hints = tool.annotations
+        kind = "read-only" if hints and hints.read_only_hint else "destructive, needs confirmation"
+        print(f"{tool.name}: {tool.title} ({kind})")
+        required = set(tool.input_schema.get("required", []))
+        for name, schema in tool.input_schema.get("properties", {}).items():
+            default = "required" if name in required else f"default {json.dumps(schema.get('default'))}"
+            print(
+                f"    {name}: {_describe_type(schema)}, {default}. {schema.get('description', '')}".rstrip()
+            )
+    return 0
+
+
+async def _call_tool(server: SessionsServer, tool: str, arguments: dict[str, Any]) -> int:
+    from mcp import Client
+
+    async with Client(server) as client:
+        result = await client.call_tool(tool, arguments)
+    text = "\n".join(block.text for block in result.content if block.type == "text")
+    if result.is_error:
+        print(json.dumps({"isError": True, "error": text}, ensure_ascii=False, indent=2))
+        return 1
+    output = result.structured_content if result.structured_content is not None else text
+    print(json.dumps(output, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _describe_type(schema: dict[str, Any]) -> str:
+    options = [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
+    kinds = []
+    for option in options:
+        kind = str(option.get("type", "value"))
+        if kind == "array":
+            items = option.get("items", {})
+            letters = items.get("enum") or items.get("$ref", "").rsplit("/", 1)[-1]
+            kind = f"list of {letters}" if letters else "list"
+        low, high = option.get("minimum"), option.get("maximum")
+        if low is not None and high is not None and high < 10**9:
+            kind += f" {low}..{high}"
+        elif low is not None:
+            kind += f" >= {low}"
+        kinds.append(kind)
+    return " or ".join(kinds) + (" or null" if len(options) < len(schema.get("anyOf", [schema])) else "")
+
+
+def _serve_emulator(host: str, port: int, seed: int) -> None:
+    import uvicorn
+
+    from server.sandbox import SANDBOX_API_KEY, SANDBOX_USERNAME, Emulator
+
+    print(
+        f"TextMagic emulator on http://{host}:{port} (made-up data, seed {seed}); "
+        f"username {SANDBOX_USERNAME!r}, API key {SANDBOX_API_KEY!r}",
+        file=sys.stderr,
+    )
+    uvicorn.run(Emulator(seed=seed).app, host=host, port=port, log_level="warning")

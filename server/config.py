@@ -1,0 +1,88 @@
+"""Configuration: environment variables first (``TEXTMAGIC_*``), command-line overrides on top."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BASE_URL = "https://rest.textmagic.com"
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; the message names the variables to fix and never their secret values."""
+
+
+class Settings(BaseSettings):
+    """Every setting, read from ``TEXTMAGIC_<NAME>`` environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TEXTMAGIC_", env_ignore_empty=True, frozen=True, extra="ignore"
+    )
+
+    username: str | None = Field(None, description="TextMagic account username.")
+    api_key: SecretStr | None = Field(None, description="TextMagic API v2 key of that user.")
+    base_url: AnyHttpUrl = Field(AnyHttpUrl(DEFAULT_BASE_URL), description="TextMagic REST API root.")
+    timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for TextMagic on each request.")
+    sandbox: bool = Field(
+        False, description="Serve the built-in TextMagic emulator instead of a real account."
+    )
+    allow_delete_all: bool = Field(False, description="Allow delete_message_sessions_bulk with all=true.")
+    confirmation_secret: SecretStr | None = Field(
+        None, description="HMAC key for delete confirmation tokens; random per process when unset."
+    )
+    confirmation_ttl: int = Field(
+        600, ge=10, le=86_400, description="Seconds a confirmation token stays valid."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _plain_base_url(cls, url: AnyHttpUrl) -> AnyHttpUrl:
+        # Credentials in the URL would leak into logs and error messages; they belong in their own variables.
+        if url.username or url.password:
+            raise ValueError("must not contain credentials; use TEXTMAGIC_USERNAME and TEXTMAGIC_API_KEY")
+        if url.query or url.fragment:
+            raise ValueError(
+                "must be a plain URL such as https://rest.textmagic.com, without query or fragment"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _credentials_or_sandbox(self) -> Settings:
+        if self.sandbox:
+            return self
+        missing = [
+            name
+            for name, value in (("TEXTMAGIC_USERNAME", self.username), ("TEXTMAGIC_API_KEY", self.api_key))
+            if not value
+        ]
+        if missing:
+            raise ValueError(
+                f"TextMagic credentials are missing: set {' and '.join(missing)} (an API v2 key, created in "
+                "TextMagic's web app under Settings > API), or start with --sandbox (TEXTMAGIC_SANDBOX=true) "
+                "to try the built-in emulator without an account"
+            )
+        return self
+
+    @property
+    def api_root(self) -> str:
+        return str(self.base_url).rstrip("/")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment, apply ``overrides`` (from the command line), and explain any problem.
+
+    Raises:
+        ConfigError: naming each offending variable and what it needs; input values are never echoed,
+            so a mistyped key cannot end up in a terminal or a log.
+    """
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            field = ".".join(str(part) for part in error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"TEXTMAGIC_{field.upper()}: {message}" if field else message)
+        raise ConfigError("; ".join(problems)) from None

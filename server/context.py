@@ -1,0 +1,27 @@
+"""What every tool call can reach: the server-lifetime TextMagic client, the token signer, the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.mcpserver import Context
+
+from server.config import Settings
+from server.confirmation import Confirmations
+from server.textmagic import TextMagicClient
+
+
+@dataclass(frozen=True)
+class AppContext:
+    textmagic: TextMagicClient
+    confirmations: Confirmations
+    settings: Settings
+
+
+ToolContext = Context[AppContext, Any]
+
+
+def app_context(ctx: ToolContext) -> AppContext:
+    state: AppContext = ctx.request_context.lifespan_context
+    return state

@@ -1,0 +1,245 @@
+"""Deterministic, realistic seed data for the TextMagic emulator.
+
+The same seed and anchor always give the same account: a few dozen sessions over the six weeks before the
+anchor, hundreds of messages across countries, statuses, prices and senders, some of them deleted.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+# Status letters the emulator produces. Which letter falls into which stat bucket is undocumented by
+# TextMagic; this mapping is the emulator's assumption, chosen so that every bucket is exercised.
+STAT_BUCKETS: dict[str, str] = {
+    "q": "accepted",
+    "s": "scheduled",
+    "r": "sent",
+    "a": "sent",
+    "b": "sent",
+    "d": "delivered",
+    "e": "failed",
+    "f": "failed",
+    "u": "failed",
+    "j": "rejected",
+}
+# Letters TextMagic's filter accepts (the published enum), including three with undocumented meaning.
+FILTERABLE_STATUSES = frozenset("qsrabdefjuiph")
+
+_FINAL_MIX = "d" * 84 + "f" * 5 + "e" * 2 + "j" * 4 + "u" * 3 + "r" * 2
+_RECENT_MIX = "d" * 55 + "r" * 12 + "a" * 10 + "b" * 8 + "q" * 6 + "f" * 4 + "j" * 2 + "e" * 3
+
+# (country, dialling prefix, price of one SMS part, weight)
+_COUNTRIES = [
+    ("US", "1", 0.049, 34),
+    ("GB", "44", 0.040, 24),
+    ("CA", "1", 0.045, 8),
+    ("DE", "49", 0.085, 10),
+    ("AU", "61", 0.060, 8),
+    ("FR", "33", 0.075, 6),
+    ("ES", "34", 0.070, 4),
+    ("NL", "31", 0.090, 3),
+    ("IE", "353", 0.065, 3),
+]
+_FIRST = [
+    "Olivia",
+    "Liam",
+    "Emma",
+    "Noah",
+    "Ava",
+    "Lucas",
+    "Mia",
+    "Ethan",
+    "Sofia",
+    "Jonas",
+    "Chloe",
+    "Mateo",
+    "Grace",
+    "Finn",
+    "Amelia",
+    "Leon",
+    "Isla",
+    "Hugo",
+    "Zoe",
+    "Oscar",
+]
+_LAST = [
+    "Smith",
+    "Jones",
+    "Brown",
+    "Müller",
+    "García",
+    "Martin",
+    "Taylor",
+    "Wilson",
+    "Dubois",
+    "Kelly",
+    "Schmidt",
+    "Walsh",
+    "Nguyen",
+    "Rossi",
+    "Evans",
+    "Murphy",
+    "Clarke",
+    "Lopez",
+    "Fischer",
+    "White",
+]
+# (text, source, destination, reference prefix, recipients range, title)
+_CAMPAIGNS: list[tuple[str, str, str, str | None, tuple[int, int], str | None]] = [
+    (
+        "Hi {First name}, reminder: your appointment at Bright Smile Dental is tomorrow at {time}. "
+        "Reply C to confirm.",
+        "A",
+        "t",
+        "appt-reminder",
+        (8, 30),
+        None,
+    ),
+    ("Your verification code is {code}. It expires in 10 minutes.", "A", "t", "otp", (1, 4), None),
+    (
+        "Flash sale! 20% off everything this weekend with code SAVE20. Shop at acme.example/sale. "
+        "Reply STOP to opt out.",
+        "O",
+        "t",
+        None,
+        (60, 240),
+        "Weekend flash sale",
+    ),
+    (
+        "Your order {order} has shipped and arrives {day}. Track it at acme.example/t/{order}",
+        "A",
+        "t",
+        "shipping",
+        (5, 25),
+        None,
+    ),
+    ("TEST - please ignore", "O", "t", None, (1, 3), "test"),
+    ("Team update: the office is closed on Friday for maintenance.", "X", "t", None, (10, 40), "Staff"),
+    ("Hello {First name}, your invoice {invoice} is due on {day}.", "E", "t", "billing", (3, 18), None),
+    (
+        "This is an automated call from Riverside Clinic about your appointment tomorrow.",
+        "O",
+        "s",
+        None,
+        (4, 12),
+        "Clinic voice reminder",
+    ),
+    (
+        "Hey {First name}! Thanks for joining Acme Rewards 🎉 You have 100 welcome points.",
+        "M",
+        "t",
+        None,
+        (2, 10),
+        None,
+    ),
+    ("Weather alert: storm expected tonight. Secure outdoor items.", "O", "v", None, (15, 45), "Alert"),
+]
+
+
+@dataclass
+class SeedData:
+    sessions: dict[int, dict[str, Any]] = field(default_factory=dict)
+    messages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def default_anchor() -> datetime:
+    """Midnight UTC today: seed dates stay "recent" yet identical for a whole day."""
+    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def generate(seed: int = 7, anchor: datetime | None = None, sessions: int = 36) -> SeedData:
+    rng = random.Random(seed)
+    anchor = anchor or default_anchor()
+    data = SeedData()
+    session_id = 48_210_000 + rng.randrange(1000)
+    message_id = 1_204_900_000 + rng.randrange(100_000)
+    contact_ids = [5_100_000 + rng.randrange(900_000) for _ in range(400)]
+    # Business hours on the 42 days before the anchor's day...
+    starts = sorted(
+        anchor - timedelta(days=rng.randint(2, 42)) + timedelta(hours=rng.uniform(7, 20))
+        for _ in range(sessions - 2)
+    )
+    # ...then yesterday's appointment reminder, and one session scheduled for tomorrow.
+    starts += [
+        anchor - timedelta(days=1) + timedelta(hours=9, minutes=30),
+        anchor + timedelta(days=1, hours=9),
+    ]
+    for index, start in enumerate(starts):
+        session_id += rng.randrange(3, 400)
+        campaign = (
+            0 if index == sessions - 2 else 4 if index in (3, 17, 28) else rng.randrange(len(_CAMPAIGNS))
+        )
+        text, source, destination, reference, (low, high), title = _CAMPAIGNS[campaign]
+        count = rng.randint(low, high)
+        age = anchor - start
+        scheduled = start > anchor
+        rendered = _fill(text, rng, start)
+        parts = 1 if len(rendered) <= 160 else (len(rendered) + 152) // 153
+        unicode = any(ord(ch) > 255 for ch in rendered)
+        voice = destination in ("s", "v")
+        sender = rng.choice(["447624800500", "12025550143", "ACMEINFO", "BrightSmile"])
+        messages: list[dict[str, Any]] = []
+        for _ in range(count):
+            country, prefix, unit, _weight = rng.choices(_COUNTRIES, weights=[c[3] for c in _COUNTRIES])[0]
+            number = prefix + "".join(str(rng.randrange(10)) for _ in range(10 if prefix == "1" else 9))
+            known = rng.random() < 0.7
+            first = rng.choice(_FIRST) if known else None
+            status = "s" if scheduled else rng.choice(_RECENT_MIX if age < timedelta(days=2) else _FINAL_MIX)
+            message_id += rng.randrange(1, 4)
+            messages.append(
+                {
+                    "id": message_id,
+                    "receiver": number,
+                    "sender": sender,
+                    "text": rendered.replace("{First name}", first or "there"),
+                    "status": status,
+                    "messageTime": _stamp(start + timedelta(seconds=rng.randrange(1, 90))),
+                    "contactId": rng.choice(contact_ids) if known else None,
+                    "sessionId": session_id,
+                    "avatar": "avatars/dummy_avatar.png",
+                    "charset": None if voice else "UTF-16BE" if unicode else "ISO-8859-1",
+                    "charsetLabel": "Voice" if voice else "UTF-16BE" if unicode else "ISO-8859-1",
+                    "firstName": first,
+                    "lastName": rng.choice(_LAST) if known else None,
+                    "country": country,
+                    "phone": number,
+                    "price": round(unit * parts * (3 if voice else 1), 4),
+                    "partsCount": parts,
+                    "deleted": rng.random() < 0.04,
+                    "fromEmail": "billing@acme.example" if source == "E" else None,
+                    "fromNumber": sender if sender.isdigit() else None,
+                    **({"rejectReason": rng.choice("alcb")} if status == "j" else {}),
+                }
+            )
+        data.messages[session_id] = messages
+        data.sessions[session_id] = {
+            "id": session_id,
+            "startTime": _stamp(start),
+            "text": rendered,
+            "source": source,
+            "referenceId": f"{reference}-{session_id}" if reference else None,
+            "price": round(sum(m["price"] for m in messages), 4),
+            "numbersCount": count,
+            "destination": destination,
+            "initiatorId": rng.choice([305, 305, 305, 412]),
+            "title": title,
+        }
+    return data
+
+
+def _fill(text: str, rng: random.Random, start: datetime) -> str:
+    return (
+        text.replace("{time}", f"{rng.randint(8, 17)}:{rng.choice(['00', '15', '30', '45'])}")
+        .replace("{code}", f"{rng.randrange(1_000_000):06d}")
+        .replace("{order}", f"A{rng.randrange(100_000, 999_999)}")
+        .replace("{invoice}", f"INV-{rng.randrange(1000, 9999)}")
+        .replace("{day}", (start + timedelta(days=rng.randint(1, 5))).strftime("%A"))
+    )
+
+
+def _stamp(moment: datetime) -> str:
+    # TextMagic's format: an offset without a colon, e.g. 2015-06-19T09:48:24+0000.
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")

@@ -1,0 +1,208 @@
+"""The TextMagic REST client: one pooled HTTP client per server, six operations, errors the model can act on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx2
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, ValidationError
+
+from server import __version__
+from tools.models import MessageSession, MessagesPage, SessionsPage, SessionStat
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+USER_AGENT = f"textmagic-sessions-mcp/{__version__} (+https://github.com/textmagic-sessions-mcp)"
+# TextMagic allows 50 requests/s per account; more connections than this would not go faster.
+POOL_SIZE = 20
+_MAX_ERROR_TEXT = 300
+
+
+class TextMagicError(ToolError):
+    """A TextMagic call failed; the message says why and what to do, and never carries credentials."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TextMagicClient:
+    """Typed access to TextMagic's message-sessions API over one keep-alive connection pool."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        username: str,
+        api_key: str,
+        timeout: float,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self._timeout = timeout
+        self._http = httpx2.AsyncClient(
+            base_url=base_url,
+            auth=httpx2.BasicAuth(username, api_key),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx2.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> TextMagicClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def list_sessions(self, *, page: int, limit: int) -> SessionsPage:
+        response = await self._request("GET", "/api/v2/sessions", params={"page": page, "limit": limit})
+        return _parse(response, SessionsPage)
+
+    async def count_sessions(self) -> int:
+        # TextMagic has no total count; at limit=1 the page count is the number of sessions.
+        return (await self.list_sessions(page=1, limit=1)).page_count
+
+    async def get_session(self, session_id: int) -> MessageSession:
+        response = await self._request("GET", f"/api/v2/sessions/{session_id}", subject=session_id)
+        return _parse(response, MessageSession)
+
+    async def get_session_stat(self, session_id: int, *, include_deleted: bool) -> SessionStat:
+        response = await self._request(
+            "GET",
+            f"/api/v2/sessions/{session_id}/stat",
+            params={"includeDeleted": int(include_deleted)},
+            subject=session_id,
+        )
+        return _parse(response, SessionStat)
+
+    async def get_session_messages(
+        self,
+        session_id: int,
+        *,
+        page: int,
+        limit: int,
+        statuses: Iterable[str] | None,
+        include_deleted: bool,
+    ) -> MessagesPage:
+        params: dict[str, Any] = {"page": page, "limit": limit, "includeDeleted": int(include_deleted)}
+        if statuses:
+            params["statuses"] = ",".join(statuses)
+        response = await self._request(
+            "GET", f"/api/v2/sessions/{session_id}/messages", params=params, subject=session_id
+        )
+        return _parse(response, MessagesPage)
+
+    async def delete_session(self, session_id: int) -> None:
+        await self._request("DELETE", f"/api/v2/sessions/{session_id}", subject=session_id)
+
+    async def delete_sessions(self, session_ids: Iterable[int]) -> None:
+        body = {"ids": ",".join(str(i) for i in session_ids), "all": 0}
+        await self._request("POST", "/api/v2/sessions/delete", json=body)
+
+    async def delete_all_sessions(self) -> None:
+        await self._request("POST", "/api/v2/sessions/delete", json={"all": 1})
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Mapping[str, Any] | None = None,
+        subject: int | None = None,
+    ) -> httpx2.Response:
+        try:
+            response = await self._http.request(method, path, params=params, json=json)
+        except httpx2.TimeoutException:
+            raise TextMagicError(
+                f"TextMagic at {self.base_url} did not answer within {self._timeout:g} s "
+                "(TEXTMAGIC_TIMEOUT). This is usually temporary: try again shortly."
+            ) from None
+        except httpx2.TransportError as exc:
+            raise TextMagicError(
+                f"Could not reach TextMagic at {self.base_url} ({type(exc).__name__}: {exc}). "
+                "Check TEXTMAGIC_BASE_URL and the network connection."
+            ) from None
+        if response.status_code >= 400:
+            raise _status_error(response, subject)
+        return response
+
+
+def _parse(response: httpx2.Response, model: type[ModelT]) -> ModelT:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})
+        raise TextMagicError(
+            f"TextMagic answered {response.request.method} {response.request.url.path} with a body this "
+            f"server cannot read (problem at: {', '.join(fields[:5])}). Try again; if it persists, "
+            "TextMagic's API may have changed and this server needs an update."
+        ) from None
+
+
+def _status_error(response: httpx2.Response, subject: int | None) -> TextMagicError:
+    status = response.status_code
+    code, detail, fields, common = _error_body(response)
+    said = f"TextMagic said: {detail}" if detail else "TextMagic gave no details"
+    if status == 401:
+        message = (
+            f"TextMagic refused the credentials (401; {said}). Check TEXTMAGIC_USERNAME and TEXTMAGIC_API_KEY: "
+            "the key must be an API v2 key belonging to that username."
+        )
+    elif status == 403:
+        message = f"TextMagic denied access (403; {said}). The user lacks the right for this operation."
+    elif status == 404 and subject is not None:
+        message = (
+            f"Session {subject} does not exist on this account (404). "
+            "Use get_all_message_sessions to find valid session ids."
+        )
+    elif status == 400 or status == 422:
+        problems = [f"{name}: {'; '.join(msgs)}" for name, msgs in fields.items()] + common
+        listed = " | ".join(problems) if problems else detail or "no details given"
+        message = f"TextMagic rejected the request ({status}): {listed}."
+    elif status == 429:
+        message = (
+            "TextMagic's rate limit was reached (429). This is temporary: wait a few seconds, then try again."
+        )
+    elif status >= 500:
+        what = "is in maintenance" if status == 503 else "had an internal error"
+        message = f"TextMagic {what} ({status}; {said}). This is temporary: try again in a minute."
+    else:
+        message = f"TextMagic answered HTTP {status} ({said})."
+    return TextMagicError(message, status=code or status)
+
+
+def _error_body(response: httpx2.Response) -> tuple[int | None, str, dict[str, list[str]], list[str]]:
+    """Read TextMagic's error body (code, message, errors.fields, errors.common), tolerating any shape."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, "", {}, []
+    if not isinstance(body, dict):
+        return None, "", {}, []
+    code = body.get("code")
+    errors = body.get("errors")
+    errors = errors if isinstance(errors, dict) else {}
+    raw_fields = errors.get("fields")
+    raw_common = errors.get("common")
+    fields = {
+        _clip(name): [_clip(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
+        for name, msgs in (raw_fields.items() if isinstance(raw_fields, dict) else ())
+    }
+    common = [_clip(m) for m in raw_common] if isinstance(raw_common, list) else []
+    return (code if isinstance(code, int) else None), _clip(body.get("message")), fields, common
+
+
+def _clip(value: object) -> str:
+    text = value if isinstance(value, str) else "" if value is None else str(value)
+    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + "…"

@@ -1,0 +1,45 @@
+"""The six tools with their titles and honest annotations, in the order they are listed."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mcp_types import ToolAnnotations
+
+from tools.deletes import delete_message_session, delete_message_sessions_bulk
+from tools.sessions import (
+    get_all_message_sessions,
+    get_message_session,
+    get_message_session_stat,
+    get_messages_by_session_id,
+)
+
+# Every tool talks to TextMagic, an external service: open world.
+READ = ToolAnnotations(read_only_hint=True, open_world_hint=True)
+# Deleting an already deleted session changes nothing more: idempotent, yet destructive.
+DELETE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
+)
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    fn: Callable[..., Awaitable[Any]]
+    title: str
+    annotations: ToolAnnotations
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__
+
+
+TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(get_all_message_sessions, "List message sessions", READ),
+    ToolSpec(get_message_session, "Get a message session", READ),
+    ToolSpec(get_message_session_stat, "Get a session's delivery statistics", READ),
+    ToolSpec(get_messages_by_session_id, "Get a session's messages", READ),
+    ToolSpec(delete_message_session, "Delete a message session", DELETE),
+    ToolSpec(delete_message_sessions_bulk, "Delete message sessions (bulk or all)", DELETE),
+)
