@@ -1,0 +1,98 @@
+"""Fixtures: the TextMagic emulator over real HTTP on 127.0.0.1, servers pointed at it, clients of both eras."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import uvicorn
+from mcp import Client
+from mcp_types import CallToolResult
+
+from server.app import SessionsServer, build_server
+from server.config import load_settings
+from server.sandbox import Emulator, RecordedRequest
+
+# Recognisable on purpose: tests grep every output for them.
+USERNAME = "acme-ops"
+API_KEY = "tmkey-SECRET-5f2c9a1e77d04b"
+ANCHOR = datetime(2026, 11, 20, tzinfo=UTC)
+ERAS = ["modern", "legacy"]
+
+
+@dataclass
+class ServedEmulator:
+    emulator: Emulator
+    url: str
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def serve_on_loopback(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """Serve ``app`` with uvicorn on a free 127.0.0.1 port; the socket is listening before this returns."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    # Bound and listening now: connections queue in the backlog until uvicorn accepts them, so no wait.
+    sock.listen(128)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
+
+
+@pytest.fixture(scope="session")
+def served() -> Iterator[ServedEmulator]:
+    emulator = Emulator(username=USERNAME, api_key=API_KEY, anchor=ANCHOR)
+    url, server, thread = serve_on_loopback(emulator.app)
+    yield ServedEmulator(emulator, url)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def emulator(served: ServedEmulator) -> Emulator:
+    served.emulator.reset()
+    return served.emulator
+
+
+@pytest.fixture
+def make_server(served: ServedEmulator, emulator: Emulator) -> Any:
+    def make(**overrides: Any) -> SessionsServer:
+        settings = {
+            "username": USERNAME,
+            "api_key": API_KEY,
+            "base_url": served.url,
+            "timeout": 5,
+            **overrides,
+        }
+        return build_server(load_settings(**settings))
+
+    return make
+
+
+@pytest.fixture(params=ERAS)
+def era(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@asynccontextmanager
+async def connect(server: Any, era: str, **options: Any) -> AsyncIterator[Client]:
+    async with Client(server, mode="legacy" if era == "legacy" else "auto", **options) as client:
+        yield client
+
+
+def text_of(result: CallToolResult) -> str:
+    return "\n".join(block.text for block in result.content if block.type == "text")
+
+
+def tm_requests(emulator: Emulator) -> list[RecordedRequest]:
+    return [r for r in emulator.requests if r.path.startswith("/api/v2/")]

@@ -1,0 +1,69 @@
+"""Configuration: the environment first, clear errors that name the variable and never echo secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.config import DEFAULT_BASE_URL, ConfigError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("USERNAME", "API_KEY", "BASE_URL", "TIMEOUT", "SANDBOX", "ALLOW_DELETE_ALL"):
+        monkeypatch.delenv(f"TEXTMAGIC_{name}", raising=False)
+
+
+def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEXTMAGIC_USERNAME", "ops")
+    monkeypatch.setenv("TEXTMAGIC_API_KEY", "k-123")
+    monkeypatch.setenv("TEXTMAGIC_TIMEOUT", "2.5")
+    monkeypatch.setenv("TEXTMAGIC_ALLOW_DELETE_ALL", "true")
+    settings = load_settings()
+    assert settings.username == "ops" and settings.api_key and settings.api_key.get_secret_value() == "k-123"
+    assert settings.timeout == 2.5 and settings.allow_delete_all is True
+    assert settings.api_root == DEFAULT_BASE_URL
+    assert "k-123" not in repr(settings)
+
+
+def test_missing_credentials_name_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEXTMAGIC_USERNAME", "ops")
+    with pytest.raises(ConfigError, match="set TEXTMAGIC_API_KEY ") as caught:
+        load_settings()
+    assert "TEXTMAGIC_USERNAME" not in str(caught.value).split("set ")[1].split(" (")[0]
+    assert "--sandbox" in str(caught.value)
+
+
+def test_sandbox_needs_no_credentials() -> None:
+    assert load_settings(sandbox=True).sandbox is True
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("TEXTMAGIC_TIMEOUT", "-3", "TEXTMAGIC_TIMEOUT: Input should be greater than 0"),
+        ("TEXTMAGIC_TIMEOUT", "soon", "TEXTMAGIC_TIMEOUT: Input should be a valid number"),
+        (
+            "TEXTMAGIC_BASE_URL",
+            "ftp://example.com",
+            "TEXTMAGIC_BASE_URL: URL scheme should be 'http' or 'https'",
+        ),
+        (
+            "TEXTMAGIC_BASE_URL",
+            "https://u:pw-SECRET@example.com",
+            "TEXTMAGIC_BASE_URL: must not contain credentials",
+        ),
+        (
+            "TEXTMAGIC_CONFIRMATION_TTL",
+            "5",
+            "TEXTMAGIC_CONFIRMATION_TTL: Input should be greater than or equal to 10",
+        ),
+    ],
+)
+def test_invalid_values_fail_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(sandbox=True)
+    assert expected in str(caught.value)
+    assert "SECRET" not in str(caught.value)

@@ -1,0 +1,57 @@
+"""The public contract: every tool's name, title, input and output schema, and annotations.
+
+An intended interface change is recorded with: UPDATE_SNAPSHOTS=1 python -m pytest tests/test_snapshot.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from server.app import build_server
+from server.config import load_settings
+
+pytestmark = pytest.mark.anyio
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
+
+
+async def test_tool_interface_matches_snapshot() -> None:
+    async with Client(build_server(load_settings(sandbox=True))) as client:
+        tools = (await client.list_tools()).tools
+    current = [
+        tool.model_dump(
+            mode="json",
+            by_alias=True,
+            exclude_none=True,
+            include={"name", "title", "description", "input_schema", "output_schema", "annotations"},
+        )
+        for tool in tools
+    ]
+    rendered = json.dumps(current, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOT.write_text(rendered, encoding="utf-8")
+    assert rendered == SNAPSHOT.read_text(encoding="utf-8"), (
+        "The tool interface changed. If intended, record it: UPDATE_SNAPSHOTS=1 python -m pytest tests/test_snapshot.py"
+    )
+
+
+async def test_annotations_are_honest() -> None:
+    async with Client(build_server(load_settings(sandbox=True))) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    for name, tool in tools.items():
+        hints = tool.annotations
+        assert hints is not None and hints.open_world_hint is True and tool.title
+        assert tool.output_schema is not None
+        if name.startswith("delete_"):
+            assert (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint) == (
+                False,
+                True,
+                True,
+            )
+        else:
+            assert hints.read_only_hint is True

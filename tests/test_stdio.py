@@ -1,0 +1,117 @@
+"""End to end: the installed console script as a stdio subprocess, TextMagic played by the emulator over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from server.sandbox import Emulator
+from tests.conftest import API_KEY, USERNAME, ServedEmulator, text_of, tm_requests
+
+pytestmark = pytest.mark.anyio
+
+TOOL_NAMES = {
+    "get_all_message_sessions",
+    "get_message_session",
+    "get_message_session_stat",
+    "get_messages_by_session_id",
+    "delete_message_session",
+    "delete_message_sessions_bulk",
+}
+
+
+def console_script() -> str:
+    script = Path(sys.executable).with_name("textmagic-sessions-mcp")
+    if not script.exists():
+        pytest.fail(f"{script} is missing: install the project first (pip install -e '.[dev]')")
+    return str(script)
+
+
+@asynccontextmanager
+async def stdio_server(served: ServedEmulator, errlog: Any, mode: str) -> AsyncIterator[Client]:
+    env = {"TEXTMAGIC_USERNAME": USERNAME, "TEXTMAGIC_API_KEY": API_KEY, "TEXTMAGIC_BASE_URL": served.url}
+    params = StdioServerParameters(command=console_script(), env=env)
+    async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:
+        yield client
+
+
+async def test_every_tool_over_stdio(served: ServedEmulator, emulator: Emulator, tmp_path: Path) -> None:
+    newest = sorted(emulator.data.sessions, reverse=True)
+    one, two, three = newest[:3]
+    with (tmp_path / "stderr.log").open("w+") as errlog:
+        async with stdio_server(served, errlog, mode="auto") as client:
+            assert {t.name for t in (await client.list_tools()).tools} == TOOL_NAMES
+            assert client.instructions and "confirm=true" in client.instructions
+
+            async def call(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+                before = len(emulator.requests)
+                result = await client.call_tool(tool, arguments)
+                assert not result.is_error, text_of(result)
+                seen = emulator.requests[before:]
+                assert all(
+                    (r.auth_scheme, r.username, r.authorized) == ("basic", USERNAME, True) for r in seen
+                )
+                assert isinstance(result.structured_content, dict)
+                return result.structured_content
+
+            page = await call("get_all_message_sessions", {"page": 2, "limit": 5})
+            assert [s["id"] for s in page["resources"]] == newest[5:10]
+            await call("get_message_session", {"id": one})
+            await call("get_message_session_stat", {"id": one, "include_deleted": True})
+            await call("get_messages_by_session_id", {"id": one, "statuses": ["d", "f"], "limit": 3})
+            token = (await call("delete_message_session", {"id": one}))["confirmation_token"]
+            await call("delete_message_session", {"id": one, "confirm": True, "confirmation_token": token})
+            bulk = await call("delete_message_sessions_bulk", {"ids": [three, two]})
+            await call(
+                "delete_message_sessions_bulk",
+                {"ids": [two, three], "confirm": True, "confirmation_token": bulk["confirmation_token"]},
+            )
+        errlog.seek(0)
+        log = errlog.read()
+
+    seen = [(r.method, r.path, r.query, r.body) for r in tm_requests(emulator)]
+    base = "/api/v2/sessions"
+    assert seen[:5] == [
+        ("GET", base, {"page": "2", "limit": "5"}, None),
+        ("GET", f"{base}/{one}", {}, None),
+        ("GET", f"{base}/{one}/stat", {"includeDeleted": "1"}, None),
+        (
+            "GET",
+            f"{base}/{one}/messages",
+            {"page": "1", "limit": "3", "statuses": "d,f", "includeDeleted": "0"},
+            None,
+        ),
+        ("GET", f"{base}/{one}", {}, None),
+    ]
+    assert seen[5] == ("DELETE", f"{base}/{one}", {}, None)
+    # The bulk preview looks both sessions up concurrently, in either order.
+    assert sorted(seen[6:8]) == sorted(
+        [("GET", f"{base}/{two}", {}, None), ("GET", f"{base}/{three}", {}, None)]
+    )
+    ids = ",".join(map(str, sorted([two, three])))
+    assert seen[8:] == [("POST", f"{base}/delete", {}, {"ids": ids, "all": 0})]
+    assert sorted(emulator.deleted_ids) == sorted([one, two, three])
+    assert API_KEY not in log
+    assert base64.b64encode(f"{USERNAME}:{API_KEY}".encode()).decode() not in log
+
+
+async def test_legacy_era_over_stdio(served: ServedEmulator, emulator: Emulator, tmp_path: Path) -> None:
+    newest = max(emulator.data.sessions)
+    with (tmp_path / "stderr.log").open("w+") as errlog:
+        async with stdio_server(served, errlog, mode="legacy") as client:
+            assert client.protocol_version == "2025-11-25"
+            result = await client.call_tool("get_message_session_stat", {"id": newest})
+            refused = await client.call_tool("delete_message_session", {"id": newest, "confirm": True})
+    assert not result.is_error and result.structured_content is not None
+    assert result.structured_content["all"] == len(
+        [m for m in emulator.data.messages[newest] if not m["deleted"]]
+    )
+    assert refused.is_error and emulator.deleted_ids == []
