@@ -120,11 +120,11 @@ async def _list_tools(server: SessionsServer) -> int:
         kind = "read-only" if hints and hints.read_only_hint else "destructive, needs confirmation"
         print(f"{tool.name}: {tool.title} ({kind})")
         required = set(tool.input_schema.get("required", []))
+        definitions = tool.input_schema.get("$defs", {})
         for name, schema in tool.input_schema.get("properties", {}).items():
             default = "required" if name in required else f"default {json.dumps(schema.get('default'))}"
-            print(
-                f"    {name}: {_describe_type(schema)}, {default}. {schema.get('description', '')}".rstrip()
-            )
+            kind = _describe_type(schema, definitions)
+            print(f"    {name}: {kind}, {default}. {schema.get('description', '')}".rstrip())
     return 0
 
 
@@ -142,15 +142,15 @@ async def _call_tool(server: SessionsServer, tool: str, arguments: dict[str, Any
     return 0
 
 
-def _describe_type(schema: dict[str, Any]) -> str:
+def _describe_type(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
     options = [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
     kinds = []
     for option in options:
         kind = str(option.get("type", "value"))
         if kind == "array":
             items = option.get("items", {})
-            letters = items.get("enum") or items.get("$ref", "").rsplit("/", 1)[-1]
-            kind = f"list of {letters}" if letters else "list"
+            items = definitions.get(items.get("$ref", "").rsplit("/", 1)[-1], items)
+            kind = f"list of {'|'.join(items['enum'])}" if "enum" in items else f"list of {items.get('type')}"
         low, high = option.get("minimum"), option.get("maximum")
         if low is not None and high is not None and high < 10**9:
             kind += f" {low}..{high}"

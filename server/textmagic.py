@@ -15,7 +15,7 @@ from tools.models import MessageSession, MessagesPage, SessionsPage, SessionStat
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-USER_AGENT = f"textmagic-sessions-mcp/{__version__} (+https://github.com/textmagic-sessions-mcp)"
+USER_AGENT = f"textmagic-sessions-mcp/{__version__}"
 # TextMagic allows 50 requests/s per account; more connections than this would not go faster.
 POOL_SIZE = 20
 _MAX_ERROR_TEXT = 300

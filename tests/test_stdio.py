@@ -115,3 +115,23 @@ async def test_legacy_era_over_stdio(served: ServedEmulator, emulator: Emulator,
         [m for m in emulator.data.messages[newest] if not m["deleted"]]
     )
     assert refused.is_error and emulator.deleted_ids == []
+
+
+async def test_sandbox_over_stdio_as_a_new_user_runs_it(tmp_path: Path) -> None:
+    params = StdioServerParameters(command=console_script(), args=["--sandbox"])
+    with (tmp_path / "stderr.log").open("w+") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            assert client.server_info is not None and "sandbox" in client.server_info.name
+            assert client.instructions and client.instructions.startswith("SANDBOX")
+            page = await client.call_tool("get_all_message_sessions", {"limit": 100})
+            assert page.structured_content is not None
+            newest = page.structured_content["resources"][0]["id"]
+            preview = await client.call_tool("delete_message_session", {"id": newest})
+            token = preview.structured_content["confirmation_token"] if preview.structured_content else None
+            done = await client.call_tool(
+                "delete_message_session", {"id": newest, "confirm": True, "confirmation_token": token}
+            )
+            after = await client.call_tool("get_message_session", {"id": newest})
+    assert len(page.structured_content["resources"]) == 36
+    assert done.structured_content and done.structured_content["deleted"] is True
+    assert after.is_error and f"Session {newest} does not exist" in text_of(after)

@@ -7,8 +7,9 @@ from pydantic import BaseModel
 
 
 def as_result(model: BaseModel) -> CallToolResult:
-    # Nulls carry no information for the reader of the text; the structured content keeps every field.
-    text = model.model_dump_json(by_alias=True, exclude_none=True)
+    # Nulls and untouched defaults (an empty not_found_ids, deleted_all false) tell the reader of the text
+    # nothing; the structured content keeps every field.
+    text = model.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=True)
     return CallToolResult(
         content=[TextContent(type="text", text=text)],
         structured_content=model.model_dump(mode="json", by_alias=True),
