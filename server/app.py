@@ -11,14 +11,17 @@ import httpx2
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.resolve import find_resolved_parameters
 from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
 from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import ValidationError
 
 from server import __version__
-from server.config import Settings
+from server.audit import AuditLog
+from server.config import ConfigError, Settings
 from server.confirmation import Confirmations
 from server.context import AppContext
+from server.ratelimit import RateLimiter
 from server.textmagic import TextMagicClient
 from tools.catalog import TOOLS, ToolSpec
 
@@ -43,22 +46,33 @@ Nothing here reaches TextMagic; deletes only change the emulator, which resets w
 
 
 class SessionsServer(MCPServer[AppContext]):
-    """MCPServer that refuses unknown arguments and explains invalid ones in one line per field."""
+    """MCPServer that serves only the enabled tools, refuses unknown arguments, and explains invalid ones.
+
+    Every transport (stdio, in-memory, HTTP) reaches tools through ``call_tool``, so what it refuses is
+    refused everywhere.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._arguments: dict[str, frozenset[str]] = {}
+        self._disabled: dict[str, str] = {}
 
     def register(self, spec: ToolSpec) -> None:
         self.add_tool(spec.fn, name=spec.name, title=spec.title, annotations=spec.annotations)
-        hidden = find_context_parameter(spec.fn)
+        hidden = {find_context_parameter(spec.fn), *find_resolved_parameters(spec.fn)}
         self._arguments[spec.name] = frozenset(
-            p for p in inspect.signature(spec.fn).parameters if p != hidden
+            p for p in inspect.signature(spec.fn).parameters if p not in hidden
         )
+
+    def disable(self, name: str, reason: str) -> None:
+        """Leave ``name`` unlisted and answer calls to it with ``reason``."""
+        self._disabled[name] = reason
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        if name in self._disabled:
+            raise ToolError(self._disabled[name])
         # A misspelt argument (say "session_id") must not be silently dropped, least of all on a delete.
         known = self._arguments.get(name)
         unknown = sorted(set(arguments) - known) if known is not None else []
@@ -92,17 +106,30 @@ def explain_invalid_arguments(tool: str, error: ValidationError) -> str:
 
 
 def build_server(settings: Settings) -> SessionsServer:
-    """The server for ``settings``: on the sandbox emulator when ``settings.sandbox``, else on TextMagic."""
+    """The server for ``settings``: on the sandbox emulator when ``settings.sandbox``, else on TextMagic.
+
+    Raises:
+        ConfigError: for an unknown name in TEXTMAGIC_TOOLS or an audit log that cannot be written.
+    """
+    served, refusals = select_tools(settings)
+    try:
+        audit = AuditLog(settings.audit_log)
+    except OSError as exc:
+        raise ConfigError(
+            f"TEXTMAGIC_AUDIT_LOG: cannot append to {settings.audit_log} ({exc.strerror})"
+        ) from None
     confirmations = Confirmations(
         settings.confirmation_secret.get_secret_value().encode() if settings.confirmation_secret else None,
         ttl_seconds=settings.confirmation_ttl,
     )
     connect = _sandbox_connection() if settings.sandbox else _textmagic_connection(settings)
+    # One pacer per server, whatever the number of connections: the rate limit is per account.
+    pacer = RateLimiter(settings.rate_limit)
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
-        async with TextMagicClient(timeout=settings.timeout, **connect) as client:
-            yield AppContext(textmagic=client, confirmations=confirmations, settings=settings)
+        async with TextMagicClient(timeout=settings.timeout, pacer=pacer, **connect) as client:
+            yield AppContext(textmagic=client, confirmations=confirmations, audit=audit, settings=settings)
 
     server = SessionsServer(
         f"{NAME} (sandbox)" if settings.sandbox else NAME,
@@ -111,9 +138,34 @@ def build_server(settings: Settings) -> SessionsServer:
         version=__version__,
         lifespan=lifespan,
     )
-    for spec in TOOLS:
+    for spec in served:
         server.register(spec)
+    for name, reason in refusals.items():
+        server.disable(name, reason)
     return server
+
+
+def select_tools(settings: Settings) -> tuple[list[ToolSpec], dict[str, str]]:
+    """The tools to serve, and for each tool left out the reason a call to it gets."""
+    known = [spec.name for spec in TOOLS]
+    if settings.tools is not None:
+        unknown = [name for name in settings.tools if name not in known]
+        if unknown:
+            raise ConfigError(
+                f"TEXTMAGIC_TOOLS: unknown tool {', '.join(map(repr, unknown))}; the tools are {', '.join(known)}"
+            )
+    served, refusals = [], {}
+    for spec in TOOLS:
+        if settings.read_only and spec.annotations.destructive_hint:
+            refusals[spec.name] = (
+                f"{spec.name} is disabled: this server is read-only (TEXTMAGIC_READ_ONLY / --read-only). "
+                "Nothing was deleted."
+            )
+        elif settings.tools is not None and spec.name not in settings.tools:
+            refusals[spec.name] = f"{spec.name} is not enabled on this server (TEXTMAGIC_TOOLS / --tools)."
+        else:
+            served.append(spec)
+    return served, refusals
 
 
 def _textmagic_connection(settings: Settings) -> dict[str, Any]:

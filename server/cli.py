@@ -32,17 +32,24 @@ def main(argv: list[str] | None = None) -> None:
     # httpx2 logs every request at INFO; one line per TextMagic call is noise here.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     try:
-        # The flag may stand before or after the command; SUPPRESS leaves it unset where absent.
-        settings = load_settings(sandbox=True if getattr(args, "sandbox", False) else None)
+        # Flags may stand before or after the command; SUPPRESS leaves them unset where absent, so the
+        # environment decides.
+        server = _build(
+            load_settings(
+                sandbox=True if getattr(args, "sandbox", False) else None,
+                read_only=True if getattr(args, "read_only", False) else None,
+                tools=getattr(args, "tools", None),
+            )
+        )
     except ConfigError as exc:
         print(f"{PROG}: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
     if command == "serve":
-        _build(settings).run("stdio")
+        server.run("stdio")
     elif command == "tools":
-        sys.exit(_run(_list_tools(_build(settings))))
+        sys.exit(_run(_list_tools(server)))
     else:
-        sys.exit(_run(_call_tool(_build(settings), args.tool, _arguments(args.arguments))))
+        sys.exit(_run(_call_tool(server, args.tool, _arguments(args.arguments))))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         default=argparse.SUPPRESS,
         help="use the built-in TextMagic emulator (made-up data, no account needed); TEXTMAGIC_SANDBOX=true",
+    )
+    common.add_argument(
+        "--read-only",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="serve only the read tools; delete calls are refused (TEXTMAGIC_READ_ONLY=true)",
+    )
+    common.add_argument(
+        "--tools",
+        metavar="NAME,NAME",
+        default=argparse.SUPPRESS,
+        help="serve only these tools (TEXTMAGIC_TOOLS)",
     )
     parser = argparse.ArgumentParser(
         prog=PROG,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_BASE_URL = "https://rest.textmagic.com"
 
@@ -35,6 +36,29 @@ class Settings(BaseSettings):
     confirmation_ttl: int = Field(
         600, ge=10, le=86_400, description="Seconds a confirmation token stays valid."
     )
+    require_human_confirmation: bool = Field(
+        False, description="Refuse deletes on clients that cannot ask the user (no elicitation)."
+    )
+    read_only: bool = Field(False, description="Serve only the read tools; delete calls are refused.")
+    tools: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None, description="Comma-separated names of the only tools to serve."
+    )
+    audit_log: Path | None = Field(
+        None, description="File that every delete attempt is appended to (JSON lines)."
+    )
+    rate_limit: float = Field(
+        50.0, gt=0, le=1000, description="Requests per second to TextMagic, for the whole process."
+    )
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            names = tuple(name.strip() for name in value.split(",") if name.strip())
+            if not names:
+                raise ValueError("names no tool; list tool names separated by commas, or leave it unset")
+            return names
+        return value
 
     @field_validator("base_url")
     @classmethod

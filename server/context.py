@@ -7,6 +7,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
+from server.audit import AuditLog
 from server.config import Settings
 from server.confirmation import Confirmations
 from server.textmagic import TextMagicClient
@@ -16,6 +17,7 @@ from server.textmagic import TextMagicClient
 class AppContext:
     textmagic: TextMagicClient
     confirmations: Confirmations
+    audit: AuditLog
     settings: Settings
 
 

@@ -11,6 +11,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, ValidationError
 
 from server import __version__
+from server.ratelimit import RateLimiter
 from tools.models import MessageSession, MessagesPage, SessionsPage, SessionStat
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -39,10 +40,12 @@ class TextMagicClient:
         username: str,
         api_key: str,
         timeout: float,
+        pacer: RateLimiter,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url
         self._timeout = timeout
+        self._pacer = pacer
         self._http = httpx2.AsyncClient(
             base_url=base_url,
             auth=httpx2.BasicAuth(username, api_key),
@@ -121,6 +124,7 @@ class TextMagicClient:
         json: Mapping[str, Any] | None = None,
         subject: int | None = None,
     ) -> httpx2.Response:
+        await self._pacer.wait()
         try:
             response = await self._http.request(method, path, params=params, json=json)
         except httpx2.TimeoutException:

@@ -1,16 +1,32 @@
-"""The two delete tools. Nothing is deleted without a preview first and a confirming call that carries its token."""
+"""The two delete tools. Nothing is deleted without a preview, a confirming call carrying that preview's token,
+and, where the client can ask its user, the user's own approval.
+
+A call runs in three steps. ``plan_*`` works out what the call asks for and what exists (validation, token
+check, session look-ups); ``ask_*`` turns a confirmed plan into a question for the user when the client can
+ask one; the tool body then previews, refuses, or deletes, and writes the audit record. The first two are
+resolvers: on the 2026-07-28 protocol they run again on the round that brings the user's answer, so they
+only read.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Annotated
+from dataclasses import dataclass, replace
+from typing import Annotated, Literal
 
 import anyio
 import anyio.abc
+from mcp.server.mcpserver import (
+    AcceptedElicitation,
+    CancelledElicitation,
+    Elicit,
+    ElicitationResult,
+    Resolve,
+)
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
-from pydantic import Field
+from pydantic import BaseModel, Field
 
+from server.audit import Outcome
 from server.confirmation import ConfirmationError, Target
 from server.context import AppContext, ToolContext, app_context
 from server.textmagic import TextMagicError
@@ -18,7 +34,7 @@ from tools.models import MAX_BULK_IDS, DeletePreview, DeleteResult, MessageSessi
 from tools.render import as_result
 
 PREVIEW_TEXT_CHARS = 80
-# Preview lookups run concurrently, but well below TextMagic's 50 requests/s.
+# Look-ups run concurrently; the TextMagic client's pacer keeps them under the account's rate limit.
 PREVIEW_CONCURRENCY = 8
 SINGLE = "delete_message_session"
 BULK = "delete_message_sessions_bulk"
@@ -54,9 +70,100 @@ DeleteAll = Annotated[
 ]
 
 
+class DeleteApproval(BaseModel):
+    """The form the user sees before a confirmed delete."""
+
+    confirm: bool = Field(
+        title="Delete permanently",
+        description="Yes, delete these sessions and all their messages. This cannot be undone.",
+    )
+
+
+# What the approval resolver yields when nobody is asked; the body then never reads it.
+NOT_ASKED = DeleteApproval(confirm=False)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    outcome: Literal["refused", "failed"]
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeletePlan:
+    """What one delete call asks for and what exists, worked out before anything is deleted."""
+
+    tool: str
+    confirm: bool
+    delete_all: bool = False
+    requested: tuple[int, ...] = ()
+    sessions: tuple[MessageSession, ...] = ()
+    missing: tuple[int, ...] = ()
+    all_count: int | None = None
+    refusal: Refusal | None = None
+    ask_human: bool = False
+
+    @property
+    def present_ids(self) -> list[int]:
+        return [session.id for session in self.sessions]
+
+    @property
+    def nothing_to_delete(self) -> bool:
+        return self.all_count == 0 if self.delete_all else not self.sessions
+
+    def preview(self) -> DeletePreview:
+        if self.delete_all:
+            return DeletePreview(all_sessions_count=self.all_count)
+        return DeletePreview(
+            sessions=[_brief(s) for s in self.sessions],
+            ids=self.present_ids,
+            missing_ids=list(self.missing),
+            total_numbers_count=sum(s.numbers_count or 0 for s in self.sessions),
+            total_price=round(sum(s.price or 0.0 for s in self.sessions), 4),
+        )
+
+    def summary(self) -> str:
+        if self.delete_all:
+            return f"ALL {_sessions(self.all_count or 0)} of the account"
+        preview = self.preview()
+        return (
+            f"{_sessions(len(self.sessions))} ({preview.total_numbers_count} recipients, "
+            f"{preview.total_price:.2f} in account currency)"
+        )
+
+
+async def plan_single(ctx: ToolContext, id: int, confirm: bool, confirmation_token: str | None) -> DeletePlan:
+    return await _plan(ctx, DeletePlan(tool=SINGLE, confirm=confirm, requested=(id,)), confirmation_token)
+
+
+async def plan_bulk(
+    ctx: ToolContext, ids: list[int] | None, all: bool, confirm: bool, confirmation_token: str | None
+) -> DeletePlan:
+    plan = DeletePlan(tool=BULK, confirm=confirm, delete_all=all, requested=tuple(sorted(set(ids or ()))))
+    if ids and all:
+        return replace(plan, refusal=Refusal("refused", "Pass either ids or all=true, not both."))
+    if not ids and not all:
+        return replace(plan, refusal=Refusal("refused", "Pass ids (1 to 100 session ids) or all=true."))
+    return await _plan(ctx, plan, confirmation_token)
+
+
+async def ask_single(
+    ctx: ToolContext, plan: Annotated[DeletePlan, Resolve(plan_single)]
+) -> Elicit[DeleteApproval] | DeleteApproval:
+    return _question(ctx, plan)
+
+
+async def ask_bulk(
+    ctx: ToolContext, plan: Annotated[DeletePlan, Resolve(plan_bulk)]
+) -> Elicit[DeleteApproval] | DeleteApproval:
+    return _question(ctx, plan)
+
+
 async def delete_message_session(
     id: SessionId,
     ctx: ToolContext,
+    plan: Annotated[DeletePlan, Resolve(plan_single)],
+    approval: Annotated[ElicitationResult[DeleteApproval], Resolve(ask_single)],
     confirm: Confirm = False,
     confirmation_token: ConfirmationToken = None,
 ) -> Annotated[CallToolResult, DeleteResult]:
@@ -64,31 +171,15 @@ async def delete_message_session(
 
     Two calls. First without confirm: nothing is deleted, the result previews the session and carries a
     confirmation_token. Show that preview to the user. Only after the user agreed, call again with the same
-    id, confirm=true and the confirmation_token.
+    id, confirm=true and the confirmation_token. Clients that can ask their user will also show a form.
     """
-    app = app_context(ctx)
-    if not confirm:
-        return as_result(await _preview_ids(app, SINGLE, [id]))
-    _verify(app, SINGLE, Target.of_ids([id]), confirmation_token)
-    try:
-        await app.textmagic.delete_session(id)
-    except TextMagicError as exc:
-        if exc.status != 404:
-            raise
-        return as_result(
-            DeleteResult(
-                deleted=False,
-                not_found_ids=[id],
-                message=f"Session {id} no longer exists (deleted meanwhile?); nothing was deleted.",
-            )
-        )
-    return as_result(
-        DeleteResult(deleted=True, deleted_ids=[id], message=f"Deleted session {id} and all its messages.")
-    )
+    return as_result(await _carry_out(ctx, plan, approval))
 
 
 async def delete_message_sessions_bulk(
     ctx: ToolContext,
+    plan: Annotated[DeletePlan, Resolve(plan_bulk)],
+    approval: Annotated[ElicitationResult[DeleteApproval], Resolve(ask_bulk)],
     ids: BulkIds = None,
     all: DeleteAll = False,
     confirm: Confirm = False,
@@ -98,61 +189,43 @@ async def delete_message_sessions_bulk(
 
     Not refunded; cannot be undone. Two calls. First without confirm: nothing is deleted, the result previews
     what would go and carries a confirmation_token. Show that preview to the user. Only after the user
-    agreed, call again with the ids listed in the preview (or all=true), confirm=true and the token.
+    agreed, call again with the ids listed in the preview (or all=true), confirm=true and the token. Clients
+    that can ask their user will also show a form.
     """
+    return as_result(await _carry_out(ctx, plan, approval))
+
+
+async def _plan(ctx: ToolContext, plan: DeletePlan, token: str | None) -> DeletePlan:
     app = app_context(ctx)
-    if ids and all:
-        raise ToolError("Pass either ids or all=true, not both.")
-    if not ids and not all:
-        raise ToolError("Pass ids (1 to 100 session ids) or all=true to say what to delete.")
-    if all:
-        return as_result(await _delete_all(app, confirm, confirmation_token))
-    unique = sorted(set(ids or ()))
-    if not confirm:
-        return as_result(await _preview_ids(app, BULK, unique))
-    _verify(app, BULK, Target.of_ids(unique), confirmation_token)
-    await app.textmagic.delete_sessions(unique)
-    return as_result(
-        DeleteResult(
-            deleted=True,
-            deleted_ids=unique,
-            message=f"Deleted {_sessions(len(unique))} and all their messages: {_id_list(unique)}.",
-        )
-    )
+    can_ask = _can_ask_user(ctx)
+    if app.settings.require_human_confirmation and not can_ask:
+        return replace(plan, refusal=Refusal("refused", HUMAN_REQUIRED))
+    if plan.delete_all and not app.settings.allow_delete_all:
+        return replace(plan, refusal=Refusal("refused", DELETE_ALL_DISABLED))
+    if plan.confirm and not token:
+        return replace(plan, refusal=Refusal("refused", CONFIRM_WITHOUT_PREVIEW))
+    try:
+        if plan.confirm and token and not plan.delete_all:
+            # Checked before any look-up: a forged or stale token costs TextMagic nothing.
+            app.confirmations.verify(token, plan.tool, Target.of_ids(plan.requested))
+        if plan.delete_all:
+            plan = replace(plan, all_count=await app.textmagic.count_sessions())
+            if plan.confirm and token:
+                # Against the live count: the token is void if sessions came or went since the preview.
+                app.confirmations.verify(token, plan.tool, Target.everything(plan.all_count or 0))
+        else:
+            sessions, missing = await _look_up(ctx, app, plan.requested)
+            plan = replace(plan, sessions=sessions, missing=missing)
+    except ConfirmationError as exc:
+        return replace(plan, refusal=Refusal("refused", f"Nothing was deleted. {exc}"))
+    except TextMagicError as exc:
+        return replace(plan, refusal=Refusal("failed", f"Nothing was deleted. {exc}"))
+    return replace(plan, ask_human=plan.confirm and can_ask and not plan.nothing_to_delete)
 
 
-async def _delete_all(app: AppContext, confirm: bool, token: str | None) -> DeleteResult:
-    if not app.settings.allow_delete_all:
-        raise ToolError(
-            "Deleting all sessions is disabled on this server. Delete by ids instead, or ask the operator to "
-            "restart the server with TEXTMAGIC_ALLOW_DELETE_ALL=true."
-        )
-    count = await app.textmagic.count_sessions()
-    if not confirm:
-        preview = DeletePreview(all_sessions_count=count)
-        if count == 0:
-            return DeleteResult(
-                deleted=False, preview=preview, message="The account has no sessions to delete."
-            )
-        issued = app.confirmations.issue(BULK, Target.everything(count))
-        return DeleteResult(
-            deleted=False,
-            preview=preview,
-            confirmation_token=issued.token,
-            expires_at=issued.expires_at.isoformat(),
-            message=f"Nothing was deleted yet. This would delete ALL {_sessions(count)} of the account with "
-            "every message. Show this to the user; only after they agree, call again with all=true, "
-            "confirm=true and this confirmation_token.",
-        )
-    # Checked against the live count: the token is void if sessions came or went since the preview.
-    _verify(app, BULK, Target.everything(count), token)
-    await app.textmagic.delete_all_sessions()
-    return DeleteResult(
-        deleted=True, deleted_all=True, message=f"Deleted all {_sessions(count)} of the account."
-    )
-
-
-async def _preview_ids(app: AppContext, operation: str, ids: list[int]) -> DeleteResult:
+async def _look_up(
+    ctx: ToolContext, app: AppContext, ids: tuple[int, ...]
+) -> tuple[tuple[MessageSession, ...], tuple[int, ...]]:
     found: dict[int, MessageSession] = {}
     missing: list[int] = []
     failures: list[TextMagicError] = []
@@ -163,59 +236,135 @@ async def _preview_ids(app: AppContext, operation: str, ids: list[int]) -> Delet
             try:
                 found[session_id] = await app.textmagic.get_session(session_id)
             except TextMagicError as exc:
-                if exc.status == 404:
-                    missing.append(session_id)
+                if exc.status != 404:
+                    # Kept aside rather than raised: a task group would wrap it in an ExceptionGroup and
+                    # the model would lose the explanation.
+                    failures.append(exc)
+                    group.cancel_scope.cancel()
                     return
-                # Kept aside rather than raised: a task group would wrap it in an ExceptionGroup and the
-                # model would lose the explanation.
-                failures.append(exc)
-                group.cancel_scope.cancel()
+                missing.append(session_id)
+        done = len(found) + len(missing)
+        await ctx.report_progress(done, len(ids), f"Looked up {done} of {len(ids)} sessions")
 
     async with anyio.create_task_group() as group:
         for session_id in ids:
             group.start_soon(look_up, session_id, group)
     if failures:
         raise failures[0]
+    return tuple(found[i] for i in ids if i in found), tuple(sorted(missing))
 
-    present = [found[i] for i in ids if i in found]
-    preview = DeletePreview(
-        sessions=[_brief(s) for s in present],
-        ids=[s.id for s in present],
-        missing_ids=sorted(missing),
-        total_numbers_count=sum(s.numbers_count or 0 for s in present),
-        total_price=round(sum(s.price or 0.0 for s in present), 4),
+
+def _question(ctx: ToolContext, plan: DeletePlan) -> Elicit[DeleteApproval] | DeleteApproval:
+    if not plan.ask_human:
+        return NOT_ASKED
+    where = "[SANDBOX, made-up data] " if app_context(ctx).settings.sandbox else ""
+    return Elicit(
+        f"{where}Delete {plan.summary()}? Their messages go too; this cannot be undone.", DeleteApproval
     )
-    if not present:
+
+
+async def _carry_out(
+    ctx: ToolContext, plan: DeletePlan, approval: ElicitationResult[DeleteApproval]
+) -> DeleteResult:
+    app = app_context(ctx)
+    client_params = ctx.session.client_params
+    client = client_params.client_info.name if client_params else None
+
+    def audit(outcome: Outcome, ids: tuple[int, ...] | list[int] = plan.requested, detail: str = "") -> None:
+        app.audit.record(
+            tool=plan.tool,
+            outcome=outcome,
+            client=client,
+            ids=ids,
+            delete_all=plan.delete_all,
+            all_sessions_count=plan.all_count,
+            detail=detail,
+        )
+
+    if plan.refusal:
+        audit(plan.refusal.outcome, detail=plan.refusal.reason)
+        raise ToolError(plan.refusal.reason)
+    if not plan.confirm:
+        result = _preview(app, plan)
+        audit("preview" if result.confirmation_token else "nothing_to_delete")
+        return result
+    if plan.nothing_to_delete:
+        audit("nothing_to_delete")
         return DeleteResult(
             deleted=False,
-            preview=preview,
-            message=f"Nothing to delete: no session exists with id {_id_list(missing)}.",
+            not_found_ids=list(plan.missing),
+            message="Nothing was deleted: none of these sessions exists any more.",
         )
-    issued = app.confirmations.issue(operation, Target.of_ids(preview.ids))
-    gone = f" Not found, left out: {_id_list(preview.missing_ids)}." if missing else ""
-    with_ids = "the same id" if operation == SINGLE else f"ids {preview.ids}"
+    if plan.ask_human and not (isinstance(approval, AcceptedElicitation) and approval.data.confirm):
+        cancelled = isinstance(approval, CancelledElicitation)
+        audit("cancelled" if cancelled else "declined")
+        how = "cancelled the confirmation" if cancelled else "did not approve the delete"
+        return DeleteResult(
+            deleted=False,
+            preview=plan.preview(),
+            message=f"Nothing was deleted: the user {how}. Do not retry unless the user asks again.",
+        )
+    try:
+        result = await _delete(app, plan)
+    except TextMagicError as exc:
+        audit("failed", detail=str(exc))
+        raise
+    audit("deleted" if result.deleted else "nothing_to_delete", ids=result.deleted_ids or plan.requested)
+    return result
+
+
+def _preview(app: AppContext, plan: DeletePlan) -> DeleteResult:
+    preview = plan.preview()
+    if plan.nothing_to_delete:
+        what = "The account has no sessions" if plan.delete_all else "No session exists with these ids"
+        return DeleteResult(deleted=False, preview=preview, message=f"Nothing to delete: {what}.")
+    target = Target.everything(plan.all_count or 0) if plan.delete_all else Target.of_ids(preview.ids)
+    issued = app.confirmations.issue(plan.tool, target)
+    left_out = f" Not found, left out: {_id_list(plan.missing)}." if plan.missing else ""
+    repeat = "all=true" if plan.delete_all else "the same id" if plan.tool == SINGLE else f"ids {preview.ids}"
     return DeleteResult(
         deleted=False,
         preview=preview,
         confirmation_token=issued.token,
         expires_at=issued.expires_at.isoformat(),
-        message=f"Nothing was deleted yet. This would delete {_sessions(len(present))} "
-        f"({preview.total_numbers_count} recipients, {preview.total_price:.2f} in account currency) with all "
-        f"their messages.{gone} Show this preview to the user; only after they agree, call {operation} again "
-        f"with {with_ids}, confirm=true and this confirmation_token.",
+        message=f"Nothing was deleted yet. This would delete {plan.summary()} with all their messages."
+        f"{left_out} Show this preview to the user; only after they agree, call {plan.tool} again with "
+        f"{repeat}, confirm=true and this confirmation_token.",
     )
 
 
-def _verify(app: AppContext, operation: str, target: Target, token: str | None) -> None:
-    if not token:
-        raise ToolError(
-            "confirm=true needs the confirmation_token from a preview. Call again without confirm to get a "
-            "preview and a token, and show the preview to the user first. Nothing was deleted."
-        )
-    try:
-        app.confirmations.verify(token, operation, target)
-    except ConfirmationError as exc:
-        raise ToolError(f"Nothing was deleted. {exc}") from None
+async def _delete(app: AppContext, plan: DeletePlan) -> DeleteResult:
+    if plan.delete_all:
+        await app.textmagic.delete_all_sessions()
+        return DeleteResult(deleted=True, deleted_all=True, message=f"Deleted {plan.summary()}.")
+    ids = plan.present_ids
+    gone = f" Already gone: {_id_list(plan.missing)}." if plan.missing else ""
+    if plan.tool == SINGLE:
+        try:
+            await app.textmagic.delete_session(ids[0])
+        except TextMagicError as exc:
+            if exc.status != 404:
+                raise
+            return DeleteResult(
+                deleted=False,
+                not_found_ids=ids,
+                message=f"Session {ids[0]} no longer exists (deleted meanwhile?); nothing was deleted.",
+            )
+    else:
+        await app.textmagic.delete_sessions(ids)
+    return DeleteResult(
+        deleted=True,
+        deleted_ids=ids,
+        not_found_ids=list(plan.missing),
+        message=f"Deleted {_sessions(len(ids))} and all their messages: {_id_list(ids)}.{gone}",
+    )
+
+
+def _can_ask_user(ctx: ToolContext) -> bool:
+    # Form elicitation, as the SDK counts it: a bare capability (from before modes existed) or form mode.
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities else None
+    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
 
 
 def _brief(session: MessageSession) -> SessionPreview:
@@ -235,5 +384,21 @@ def _sessions(count: int) -> str:
     return f"{count} session" if count == 1 else f"{count} sessions"
 
 
-def _id_list(ids: Iterable[int]) -> str:
+def _id_list(ids: tuple[int, ...] | list[int]) -> str:
     return ", ".join(str(i) for i in ids)
+
+
+HUMAN_REQUIRED = (
+    "Nothing was deleted. This server requires a person to approve every delete in the MCP client "
+    "(TEXTMAGIC_REQUIRE_HUMAN_CONFIRMATION=true), and this client cannot ask its user: it did not declare "
+    "elicitation support. Use a client that can show confirmation forms (such as Claude Code or VS Code), "
+    "or ask the server's operator."
+)
+DELETE_ALL_DISABLED = (
+    "Deleting all sessions is disabled on this server. Delete by ids instead, or ask the operator to "
+    "restart the server with TEXTMAGIC_ALLOW_DELETE_ALL=true."
+)
+CONFIRM_WITHOUT_PREVIEW = (
+    "Nothing was deleted. confirm=true needs the confirmation_token from a preview. Call again without "
+    "confirm to get a preview and a token, and show the preview to the user first."
+)
