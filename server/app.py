@@ -20,7 +20,7 @@ from server import __version__
 from server.audit import AuditLog
 from server.config import ConfigError, Settings
 from server.confirmation import Confirmations
-from server.context import AppContext
+from server.context import AppContext, client_name
 from server.ratelimit import RateLimiter
 from server.textmagic import TextMagicClient
 from tools.catalog import TOOLS, ToolSpec
@@ -52,10 +52,12 @@ class SessionsServer(MCPServer[AppContext]):
     refused everywhere.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, audit: AuditLog, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._audit = audit
         self._arguments: dict[str, frozenset[str]] = {}
         self._disabled: dict[str, str] = {}
+        self._destructive: set[str] = set()
 
     def register(self, spec: ToolSpec) -> None:
         self.add_tool(spec.fn, name=spec.name, title=spec.title, annotations=spec.annotations)
@@ -64,14 +66,26 @@ class SessionsServer(MCPServer[AppContext]):
             p for p in inspect.signature(spec.fn).parameters if p not in hidden
         )
 
-    def disable(self, name: str, reason: str) -> None:
-        """Leave ``name`` unlisted and answer calls to it with ``reason``."""
-        self._disabled[name] = reason
+    def disable(self, spec: ToolSpec, reason: str) -> None:
+        """Leave ``spec`` unlisted and answer calls to it with ``reason``."""
+        self._disabled[spec.name] = reason
+        if spec.annotations.destructive_hint:
+            self._destructive.add(spec.name)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         if name in self._disabled:
+            if name in self._destructive:
+                # Still a delete attempt: it belongs in the audit trail like any other refusal.
+                self._audit.record(
+                    tool=name,
+                    outcome="refused",
+                    client=client_name(context) if context else None,
+                    ids=_ids_in(arguments),
+                    delete_all=arguments.get("all") is True,
+                    detail=self._disabled[name],
+                )
             raise ToolError(self._disabled[name])
         # A misspelt argument (say "session_id") must not be silently dropped, least of all on a delete.
         known = self._arguments.get(name)
@@ -88,6 +102,13 @@ class SessionsServer(MCPServer[AppContext]):
             if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
                 raise
             raise ToolError(explain_invalid_arguments(name, cause)) from cause
+
+
+def _ids_in(arguments: dict[str, Any]) -> list[int]:
+    """The session ids in unvalidated arguments, for the audit record of a refused call."""
+    ids = arguments.get("ids")
+    raw: list[Any] = ids if isinstance(ids, list) else [arguments.get("id")]
+    return [i for i in raw if isinstance(i, int) and not isinstance(i, bool)][:100]
 
 
 def explain_invalid_arguments(tool: str, error: ValidationError) -> str:
@@ -137,15 +158,16 @@ def build_server(settings: Settings) -> SessionsServer:
         instructions=(SANDBOX_NOTICE if settings.sandbox else "") + INSTRUCTIONS,
         version=__version__,
         lifespan=lifespan,
+        audit=audit,
     )
     for spec in served:
         server.register(spec)
-    for name, reason in refusals.items():
-        server.disable(name, reason)
+    for spec, reason in refusals:
+        server.disable(spec, reason)
     return server
 
 
-def select_tools(settings: Settings) -> tuple[list[ToolSpec], dict[str, str]]:
+def select_tools(settings: Settings) -> tuple[list[ToolSpec], list[tuple[ToolSpec, str]]]:
     """The tools to serve, and for each tool left out the reason a call to it gets."""
     known = [spec.name for spec in TOOLS]
     if settings.tools is not None:
@@ -154,15 +176,17 @@ def select_tools(settings: Settings) -> tuple[list[ToolSpec], dict[str, str]]:
             raise ConfigError(
                 f"TEXTMAGIC_TOOLS: unknown tool {', '.join(map(repr, unknown))}; the tools are {', '.join(known)}"
             )
-    served, refusals = [], {}
+    served: list[ToolSpec] = []
+    refusals: list[tuple[ToolSpec, str]] = []
     for spec in TOOLS:
         if settings.read_only and spec.annotations.destructive_hint:
-            refusals[spec.name] = (
+            reason = (
                 f"{spec.name} is disabled: this server is read-only (TEXTMAGIC_READ_ONLY / --read-only). "
                 "Nothing was deleted."
             )
+            refusals.append((spec, reason))
         elif settings.tools is not None and spec.name not in settings.tools:
-            refusals[spec.name] = f"{spec.name} is not enabled on this server (TEXTMAGIC_TOOLS / --tools)."
+            refusals.append((spec, f"{spec.name} is not enabled on this server (TEXTMAGIC_TOOLS / --tools)."))
         else:
             served.append(spec)
     return served, refusals

@@ -27,3 +27,9 @@ ToolContext = Context[AppContext, Any]
 def app_context(ctx: ToolContext) -> AppContext:
     state: AppContext = ctx.request_context.lifespan_context
     return state
+
+
+def client_name(ctx: ToolContext) -> str | None:
+    """The name the MCP client gave for itself, if it gave one (optional on the 2026-07-28 protocol)."""
+    params = ctx.session.client_params
+    return params.client_info.name if params else None

@@ -95,3 +95,19 @@ def test_call_against_a_real_account_shape(served: ServedEmulator, emulator: Emu
     assert refused.returncode == 1 and "401" in refused.stdout
     for output in (done.stdout, done.stderr, refused.stdout, refused.stderr):
         assert API_KEY not in output
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(("--tools", "get_message_session,nope"), {}), ((), {"TEXTMAGIC_TOOLS": "nope"})],
+)
+def test_unknown_tool_in_the_allow_list_fails_at_start(args: tuple[str, ...], env: dict[str, str]) -> None:
+    done = run("--sandbox", *args, "tools", env=env)
+    assert done.returncode == 2
+    assert "TEXTMAGIC_TOOLS: unknown tool 'nope'" in done.stderr and "get_message_session_stat" in done.stderr
+
+
+def test_read_only_tools_listing() -> None:
+    done = run("tools", "--sandbox", "--read-only")
+    assert done.returncode == 0
+    assert "delete_" not in done.stdout and "get_messages_by_session_id" in done.stdout

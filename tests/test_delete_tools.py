@@ -244,3 +244,20 @@ async def test_confirmed_delete_of_a_vanished_session_is_reported(
     assert not result.is_error
     assert result.structured_content["deleted"] is False
     assert result.structured_content["not_found_ids"] == [session_id]
+
+
+async def test_bulk_confirmation_reports_sessions_that_vanished(make_server: Any, emulator: Emulator) -> None:
+    kept, vanished = newest_ids(emulator, 2)
+    async with connect(make_server(), "modern") as client:
+        preview = await client.call_tool("delete_message_sessions_bulk", {"ids": [kept, vanished]})
+        token = preview.structured_content["confirmation_token"]
+        del emulator.data.sessions[vanished]
+        done = await client.call_tool(
+            "delete_message_sessions_bulk",
+            {"ids": [kept, vanished], "confirm": True, "confirmation_token": token},
+        )
+    assert done.structured_content["deleted"] is True
+    assert done.structured_content["deleted_ids"] == [kept]
+    assert done.structured_content["not_found_ids"] == [vanished]
+    assert f"Already gone: {vanished}" in done.structured_content["message"]
+    assert deletions(emulator) == [("POST", "/api/v2/sessions/delete", {"ids": str(kept), "all": 0})]

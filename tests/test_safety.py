@@ -227,6 +227,19 @@ async def test_disabled_tools_are_unlisted_and_refused(
     assert tm_requests(emulator) == []
 
 
+async def test_read_only_refusals_are_audited(make_server: Any, emulator: Emulator, tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    async with connect(make_server(read_only=True, audit_log=str(audit)), "modern") as client:
+        await client.call_tool("delete_message_sessions_bulk", {"ids": [3, 4, "x"]})
+        await client.call_tool("delete_message_sessions_bulk", {"all": True, "confirm": True})
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(r["outcome"], r.get("ids"), r.get("all")) for r in records] == [
+        ("refused", [3, 4], None),
+        ("refused", None, True),
+    ]
+    assert all("read-only" in r["detail"] for r in records)
+
+
 def test_unknown_tool_name_fails_at_start(make_server: Any) -> None:
     from server.config import ConfigError
 

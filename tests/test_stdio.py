@@ -36,9 +36,16 @@ def console_script() -> str:
 
 
 @asynccontextmanager
-async def stdio_server(served: ServedEmulator, errlog: Any, mode: str) -> AsyncIterator[Client]:
-    env = {"TEXTMAGIC_USERNAME": USERNAME, "TEXTMAGIC_API_KEY": API_KEY, "TEXTMAGIC_BASE_URL": served.url}
-    params = StdioServerParameters(command=console_script(), env=env)
+async def stdio_server(
+    served: ServedEmulator, errlog: Any, mode: str, args: tuple[str, ...] = (), **env: str
+) -> AsyncIterator[Client]:
+    env = {
+        "TEXTMAGIC_USERNAME": USERNAME,
+        "TEXTMAGIC_API_KEY": API_KEY,
+        "TEXTMAGIC_BASE_URL": served.url,
+        **env,
+    }
+    params = StdioServerParameters(command=console_script(), args=list(args), env=env)
     async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:
         yield client
 
@@ -135,3 +142,58 @@ async def test_sandbox_over_stdio_as_a_new_user_runs_it(tmp_path: Path) -> None:
     assert len(page.structured_content["resources"]) == 36
     assert done.structured_content and done.structured_content["deleted"] is True
     assert after.is_error and f"Session {newest} does not exist" in text_of(after)
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(("--read-only",), {}), ((), {"TEXTMAGIC_READ_ONLY": "true"})],
+    ids=["flag", "environment"],
+)
+async def test_read_only_over_stdio(
+    served: ServedEmulator, emulator: Emulator, tmp_path: Path, args: tuple[str, ...], env: dict[str, str]
+) -> None:
+    session_id = max(emulator.data.sessions)
+    with (tmp_path / "stderr.log").open("w+") as errlog:
+        async with stdio_server(served, errlog, "auto", args, **env) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            refused = await client.call_tool("delete_message_session", {"id": session_id})
+            bulk = await client.call_tool(
+                "delete_message_sessions_bulk", {"ids": [session_id], "confirm": True}
+            )
+            read = await client.call_tool("get_message_session", {"id": session_id})
+        errlog.seek(0)
+        log = errlog.read()
+    assert names == TOOL_NAMES - {"delete_message_session", "delete_message_sessions_bulk"}
+    assert refused.is_error and "read-only" in text_of(refused)
+    assert bulk.is_error and "read-only" in text_of(bulk)
+    assert not read.is_error
+    assert [r.method for r in tm_requests(emulator)] == ["GET"] and emulator.deleted_ids == []
+    # Refused delete attempts are audited on stderr like any other.
+    audited = [line for line in log.splitlines() if "delete audit" in line]
+    assert len(audited) == 2 and all('"outcome": "refused"' in line for line in audited)
+    assert f'"ids": [{session_id}]' in audited[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (("--tools", "get_message_session_stat,get_message_session"), {}),
+        ((), {"TEXTMAGIC_TOOLS": "get_message_session_stat, get_message_session"}),
+    ],
+    ids=["flag", "environment"],
+)
+async def test_tool_allow_list_over_stdio(
+    served: ServedEmulator, emulator: Emulator, tmp_path: Path, args: tuple[str, ...], env: dict[str, str]
+) -> None:
+    session_id = max(emulator.data.sessions)
+    with (tmp_path / "stderr.log").open("w+") as errlog:
+        async with stdio_server(served, errlog, "legacy", args, **env) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            listed = await client.call_tool("get_message_session_stat", {"id": session_id})
+            unlisted = await client.call_tool("get_all_message_sessions", {})
+            delete = await client.call_tool("delete_message_session", {"id": session_id})
+    assert names == {"get_message_session_stat", "get_message_session"}
+    assert not listed.is_error
+    assert unlisted.is_error and "not enabled on this server" in text_of(unlisted)
+    assert delete.is_error and emulator.deleted_ids == []
+    assert [r.path for r in tm_requests(emulator)] == [f"/api/v2/sessions/{session_id}/stat"]

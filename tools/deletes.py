@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from server.audit import Outcome
 from server.confirmation import ConfirmationError, Target
-from server.context import AppContext, ToolContext, app_context
+from server.context import AppContext, ToolContext, app_context, client_name
 from server.textmagic import TextMagicError
 from tools.models import MAX_BULK_IDS, DeletePreview, DeleteResult, MessageSession, SessionId, SessionPreview
 from tools.render import as_result
@@ -267,8 +267,7 @@ async def _carry_out(
     ctx: ToolContext, plan: DeletePlan, approval: ElicitationResult[DeleteApproval]
 ) -> DeleteResult:
     app = app_context(ctx)
-    client_params = ctx.session.client_params
-    client = client_params.client_info.name if client_params else None
+    client = client_name(ctx)
 
     def audit(outcome: Outcome, ids: tuple[int, ...] | list[int] = plan.requested, detail: str = "") -> None:
         app.audit.record(
