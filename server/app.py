@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import inspect
+import json
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, RequestStateSecurity
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.resolve import find_resolved_parameters
 from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
@@ -22,10 +27,12 @@ from server.config import ConfigError, Settings
 from server.confirmation import Confirmations
 from server.context import AppContext, client_name
 from server.ratelimit import RateLimiter
-from server.textmagic import TextMagicClient
+from server.textmagic import TextMagicClient, track_statuses
 from tools.catalog import TOOLS, ToolSpec
 
 NAME = "textmagic-sessions"
+logger = logging.getLogger(__name__)
+call_log = logging.getLogger("server.calls")
 SANDBOX_BASE_URL = "http://sandbox.textmagic.invalid"
 _MAX_SHOWN_INPUT = 60
 
@@ -55,6 +62,8 @@ class SessionsServer(MCPServer[AppContext]):
     def __init__(self, *args: Any, audit: AuditLog, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._audit = audit
+        # The running server's context, for endpoints outside MCP (readiness); None while stopped.
+        self.live: AppContext | None = None
         self._arguments: dict[str, frozenset[str]] = {}
         self._disabled: dict[str, str] = {}
         self._destructive: set[str] = set()
@@ -74,6 +83,33 @@ class SessionsServer(MCPServer[AppContext]):
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        # One line per call: never the arguments, which may hold ids, tokens or worse.
+        statuses = track_statuses()
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._call_tool(name, arguments, context)
+            outcome = (
+                "input_required"
+                if isinstance(result, InputRequiredResult)
+                else ("error" if result.is_error else "ok")
+            )
+            return result
+        finally:
+            call_log.info(
+                json.dumps(
+                    {
+                        "tool": name,
+                        "outcome": outcome,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                        "textmagic_status": statuses,
+                    }
+                )
+            )
+
+    async def _call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None
     ) -> CallToolResult | InputRequiredResult:
         if name in self._disabled:
             if name in self._destructive:
@@ -148,9 +184,17 @@ def build_server(settings: Settings) -> SessionsServer:
     pacer = RateLimiter(settings.rate_limit)
 
     @asynccontextmanager
-    async def lifespan(_server: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
+    async def lifespan(running: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
+        assert isinstance(running, SessionsServer)
         async with TextMagicClient(timeout=settings.timeout, pacer=pacer, **connect) as client:
-            yield AppContext(textmagic=client, confirmations=confirmations, audit=audit, settings=settings)
+            running.live = AppContext(
+                textmagic=client, confirmations=confirmations, audit=audit, settings=settings
+            )
+            try:
+                yield running.live
+            finally:
+                running.live = None
+        logger.info("closed the TextMagic client")
 
     server = SessionsServer(
         f"{NAME} (sandbox)" if settings.sandbox else NAME,
@@ -159,6 +203,7 @@ def build_server(settings: Settings) -> SessionsServer:
         version=__version__,
         lifespan=lifespan,
         audit=audit,
+        request_state_security=_request_state_security(settings),
     )
     for spec in served:
         server.register(spec)
@@ -190,6 +235,20 @@ def select_tools(settings: Settings) -> tuple[list[ToolSpec], list[tuple[ToolSpe
         else:
             served.append(spec)
     return served, refusals
+
+
+def _request_state_security(settings: Settings) -> RequestStateSecurity | None:
+    """Seal elicitation rounds with a key every replica shares, when they share a confirmation secret.
+
+    A client's answer to the user's question may reach another replica than the question came from. The
+    key is derived, not the secret itself, so that each use has its own key. Without a secret the SDK's
+    process-local key is right: tokens do not cross processes either.
+    """
+    if settings.confirmation_secret is None:
+        return None
+    secret = settings.confirmation_secret.get_secret_value().encode()
+    key = hmac.new(secret, b"textmagic-sessions-mcp/request-state", hashlib.sha256).digest()
+    return RequestStateSecurity(keys=[key], ttl=settings.confirmation_ttl)
 
 
 def _textmagic_connection(settings: Settings) -> dict[str, Any]:

@@ -23,28 +23,37 @@ def main(argv: list[str] | None = None) -> None:
     if command == "emulator":
         _serve_emulator(args.host, args.port, args.seed)
         return
-    # stdout belongs to the MCP protocol (stdio) or to the printed result (tools, call): logs go to stderr.
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO if command == "serve" else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # httpx2 logs every request at INFO; one line per TextMagic call is noise here.
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
     try:
         # Flags may stand before or after the command; SUPPRESS leaves them unset where absent, so the
         # environment decides.
-        server = _build(
-            load_settings(
-                sandbox=True if getattr(args, "sandbox", False) else None,
-                read_only=True if getattr(args, "read_only", False) else None,
-                tools=getattr(args, "tools", None),
-            )
+        settings = load_settings(
+            sandbox=True if getattr(args, "sandbox", False) else None,
+            read_only=True if getattr(args, "read_only", False) else None,
+            tools=getattr(args, "tools", None),
+            transport=getattr(args, "transport", None),
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
         )
+        # stdout belongs to the MCP protocol (stdio) or to the printed result (tools, call): logs go to
+        # stderr, and only warnings when a person reads the output.
+        logging.basicConfig(
+            stream=sys.stderr,
+            level=settings.log_level if command == "serve" else logging.WARNING,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        # httpx2 logs every request at INFO; the per-call line already carries TextMagic's statuses.
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
+        # The stateless HTTP transport announces the end of every request at INFO.
+        logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
+        server = _build(settings)
     except ConfigError as exc:
         print(f"{PROG}: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
-    if command == "serve":
+    if command == "serve" and settings.transport == "http":
+        from server.http import serve_http
+
+        serve_http(server, settings)
+    elif command == "serve":
         server.run("stdio")
     elif command == "tools":
         sys.exit(_run(_list_tools(server)))
@@ -72,15 +81,28 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="serve only these tools (TEXTMAGIC_TOOLS)",
     )
+    serving = argparse.ArgumentParser(add_help=False)
+    serving.add_argument(
+        "--transport",
+        choices=["stdio", "http"],
+        default=argparse.SUPPRESS,
+        help="stdio (default) or streamable HTTP at /mcp (TEXTMAGIC_TRANSPORT)",
+    )
+    serving.add_argument(
+        "--host", default=argparse.SUPPRESS, help="HTTP: address to bind, default 127.0.0.1 (TEXTMAGIC_HOST)"
+    )
+    serving.add_argument(
+        "--port", type=int, default=argparse.SUPPRESS, help="HTTP: port, default 8000 (TEXTMAGIC_PORT)"
+    )
     parser = argparse.ArgumentParser(
         prog=PROG,
-        parents=[common],
+        parents=[common, serving],
         description="MCP server for the message sessions of a TextMagic account. "
         "Credentials come from TEXTMAGIC_USERNAME and TEXTMAGIC_API_KEY.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("serve", parents=[common], help="serve MCP over stdio (the default)")
+    commands.add_parser("serve", parents=[common, serving], help="serve MCP over stdio or HTTP (the default)")
     commands.add_parser("tools", parents=[common], help="print the tools and their arguments")
     call = commands.add_parser(
         "call", parents=[common], help="run one tool through an in-process MCP client and print its result"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -49,16 +50,41 @@ class Settings(BaseSettings):
     rate_limit: float = Field(
         50.0, gt=0, le=1000, description="Requests per second to TextMagic, for the whole process."
     )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Level of stderr logs."
+    )
+    transport: Literal["stdio", "http"] = Field("stdio", description="How MCP clients reach the server.")
+    host: str = Field("127.0.0.1", min_length=1, description="Address the HTTP transport binds to.")
+    port: int = Field(8000, ge=0, le=65_535, description="Port of the HTTP transport; 0 picks a free one.")
+    mcp_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), description="Bearer tokens HTTP clients must present (comma-separated)."
+    )
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Host headers accepted over HTTP, besides the loopback names (comma-separated)."
+    )
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Origin headers accepted over HTTP, besides loopback origins (comma-separated)."
+    )
 
-    @field_validator("tools", mode="before")
+    @field_validator("tools", "mcp_tokens", "allowed_hosts", "allowed_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             names = tuple(name.strip() for name in value.split(",") if name.strip())
             if not names:
-                raise ValueError("names no tool; list tool names separated by commas, or leave it unset")
+                raise ValueError("lists nothing; give values separated by commas, or leave it unset")
             return names
         return value
+
+    @model_validator(mode="after")
+    def _no_open_http_without_tokens(self) -> Settings:
+        if self.transport == "http" and not self.mcp_tokens and not is_loopback(self.host):
+            raise ValueError(
+                f"refusing to serve HTTP on {self.host} without authentication: anyone who can reach it could "
+                "read and delete this account's sessions. Set TEXTMAGIC_MCP_TOKENS to one or more bearer "
+                "tokens, or bind to 127.0.0.1"
+            )
+        return self
 
     @field_validator("base_url")
     @classmethod
@@ -110,3 +136,12 @@ def load_settings(**overrides: Any) -> Settings:
             message = str(error["msg"]).removeprefix("Value error, ")
             problems.append(f"TEXTMAGIC_{field.upper()}: {message}" if field else message)
         raise ConfigError("; ".join(problems)) from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

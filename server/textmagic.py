@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -15,6 +16,17 @@ from server.ratelimit import RateLimiter
 from tools.models import MessageSession, MessagesPage, SessionsPage, SessionStat
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# The HTTP statuses TextMagic answered during the current tool call, for its log line.
+_statuses: ContextVar[list[int] | None] = ContextVar("textmagic_statuses", default=None)
+
+
+def track_statuses() -> list[int]:
+    """From now on in this task (and tasks it starts), record every TextMagic status into the returned list."""
+    statuses: list[int] = []
+    _statuses.set(statuses)
+    return statuses
+
 
 USER_AGENT = f"textmagic-sessions-mcp/{__version__}"
 # TextMagic allows 50 requests/s per account; more connections than this would not go faster.
@@ -137,6 +149,8 @@ class TextMagicClient:
                 f"Could not reach TextMagic at {self.base_url} ({type(exc).__name__}: {exc}). "
                 "Check TEXTMAGIC_BASE_URL and the network connection."
             ) from None
+        if (statuses := _statuses.get()) is not None:
+            statuses.append(response.status_code)
         if response.status_code >= 400:
             raise _status_error(response, subject)
         return response

@@ -37,13 +37,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def serve_on_loopback(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
+def serve_on_loopback(app: Any, lifespan: str = "off") -> tuple[str, uvicorn.Server, threading.Thread]:
     """Serve ``app`` with uvicorn on a free 127.0.0.1 port; the socket is listening before this returns."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     # Bound and listening now: connections queue in the backlog until uvicorn accepts them, so no wait.
     sock.listen(128)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, log_config=None))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread

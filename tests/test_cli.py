@@ -111,3 +111,10 @@ def test_read_only_tools_listing() -> None:
     done = run("tools", "--sandbox", "--read-only")
     assert done.returncode == 0
     assert "delete_" not in done.stdout and "get_messages_by_session_id" in done.stdout
+
+
+def test_http_beyond_loopback_needs_tokens() -> None:
+    # Refused at start: nothing is ever bound to 0.0.0.0 here.
+    done = run("--sandbox", "--transport", "http", "--host", "0.0.0.0")  # noqa: S104
+    assert done.returncode == 2
+    assert "TEXTMAGIC_MCP_TOKENS" in done.stderr and "Traceback" not in done.stderr

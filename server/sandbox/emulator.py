@@ -7,7 +7,8 @@ agree with the messages. Where TextMagic is silent, the choices are written down
 - ``statuses`` takes a comma-separated list; an unknown letter, or ``includeDeleted`` other than 0/1, is a 400;
 - messages of an unknown session are an empty page (the spec lists no 404 there);
 - bulk delete ignores ids that do not exist.
-Every request is recorded (``requests``) and canned failures can be queued (``fail_next``) for tests.
+Every request is recorded (``requests``); for tests, canned failures can be queued (``fail_next``) and every
+answer delayed (``latency``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import binascii
 import hmac
 import json
 import math
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -74,6 +77,9 @@ class Emulator:
         self._anchor = anchor
         self.data = SeedData()
         self.requests: list[RecordedRequest] = []
+        # Seconds every answer is held back, to play a slow TextMagic.
+        self.latency = 0.0
+        self._arrivals = threading.Condition()
         self.deleted_ids: list[int] = []
         self._faults: list[_Fault] = []
         self.reset()
@@ -95,6 +101,12 @@ class Emulator:
         self.requests.clear()
         self.deleted_ids.clear()
         self._faults.clear()
+        self.latency = 0.0
+
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> bool:
+        """Block (a test's thread, not the server's) until ``count`` requests have arrived."""
+        with self._arrivals:
+            return self._arrivals.wait_for(lambda: len(self.requests) >= count, timeout)
 
     def fail_next(self, status: int, body: Json = None, *, times: int = 1, path: str | None = None) -> None:
         """Answer the next ``times`` requests (to ``path`` only, if given) with ``status`` and ``body``."""
@@ -113,7 +125,7 @@ class Emulator:
             except ValueError:
                 body = raw.decode(errors="replace")
             scheme, username, authorized = self._authenticate(request)
-            self.requests.append(
+            self._record(
                 RecordedRequest(
                     method=request.method,
                     path=request.url.path,
@@ -125,6 +137,8 @@ class Emulator:
                     user_agent=request.headers.get("user-agent"),
                 )
             )
+            if self.latency:
+                await anyio.sleep(self.latency)
             fault = self._take_fault(request.url.path)
             if fault is not None:
                 return JSONResponse(fault.body, status_code=fault.status)
@@ -134,6 +148,11 @@ class Emulator:
             return response
 
         return endpoint
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._arrivals:
+            self.requests.append(request)
+            self._arrivals.notify_all()
 
     def _authenticate(self, request: Request) -> tuple[str | None, str | None, bool]:
         header = request.headers.get("authorization", "")

@@ -1,0 +1,89 @@
+"""Client configuration files agree with the code: script name, settings, version, registry rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from pydantic import SecretStr
+
+from server import __version__
+from server.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+SCRIPT = next(iter(PYPROJECT["project"]["scripts"]))
+
+
+def load(name: str) -> Any:
+    return json.loads((ROOT / name).read_text(encoding="utf-8"))
+
+
+def setting_names() -> set[str]:
+    return {f"TEXTMAGIC_{name.upper()}" for name in Settings.model_fields}
+
+
+def test_mcp_json_entries() -> None:
+    servers = load("mcp.json")["mcpServers"]
+    account, sandbox, http = (
+        servers["textmagic-sessions"],
+        servers["textmagic-sessions-sandbox"],
+        servers["textmagic-sessions-http"],
+    )
+    assert account["command"] == sandbox["command"] == SCRIPT
+    assert set(account["env"]) == {"TEXTMAGIC_USERNAME", "TEXTMAGIC_API_KEY"} <= setting_names()
+    assert all(value.startswith("${") for value in account["env"].values()), "no literal credentials"
+    assert sandbox["args"] == ["--sandbox"]
+    assert http["type"] == "http" and http["url"].endswith("/mcp")
+    assert http["headers"]["Authorization"].startswith("Bearer ${")
+
+
+def test_server_json_follows_the_registry_rules() -> None:
+    server = load("server.json")
+    assert re.fullmatch(r"[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+", server["name"]) and 3 <= len(server["name"]) <= 200
+    assert 1 <= len(server["description"]) <= 100
+    [package] = server["packages"]
+    assert (
+        server["version"]
+        == package["version"]
+        == __version__
+        == PYPROJECT["project"].get("version", __version__)
+    )
+    assert package["registryType"] == "pypi" and package["identifier"] == PYPROJECT["project"]["name"]
+    assert package["transport"] == {"type": "stdio"}
+    [remote] = server["remotes"]
+    assert remote["type"] == "streamable-http" and remote["url"].endswith("/mcp")
+    [authorization] = remote["headers"]
+    assert authorization["name"] == "Authorization" and authorization["isSecret"] is True
+
+
+def test_server_json_declares_settings_honestly() -> None:
+    [package] = load("server.json")["packages"]
+    declared = {variable["name"]: variable for variable in package["environmentVariables"]}
+    assert set(declared) <= setting_names(), "every declared variable is one the server reads"
+    required = {name for name, variable in declared.items() if variable.get("isRequired")}
+    assert required == {"TEXTMAGIC_USERNAME", "TEXTMAGIC_API_KEY"}
+    secret_settings = {
+        f"TEXTMAGIC_{name.upper()}"
+        for name, field in Settings.model_fields.items()
+        if SecretStr in (getattr(field.annotation, "__args__", ()) or (field.annotation,))
+    }
+    stdio_secrets = secret_settings - {"TEXTMAGIC_MCP_TOKENS"}  # an HTTP-only setting
+    assert stdio_secrets <= set(declared)
+    assert all(declared[name].get("isSecret") is True for name in stdio_secrets)
+    assert all(declared[name].get("isSecret", False) is False for name in set(declared) - stdio_secrets)
+
+
+def test_server_json_against_the_registry_schema() -> None:
+    # The registry's schema is not part of this project; point MCP_REGISTRY_SCHEMA at a copy to check it.
+    schema_path = os.environ.get("MCP_REGISTRY_SCHEMA")
+    if not schema_path:
+        pytest.skip("MCP_REGISTRY_SCHEMA is not set (path to the registry's server.schema.json)")
+    schema = json.loads(Path(schema_path).read_text(encoding="utf-8"))
+    jsonschema.validate(load("server.json"), schema, format_checker=jsonschema.FormatChecker())
