@@ -149,14 +149,23 @@ async def test_host_and_origin_are_checked(
         assert {tool["name"] for tool in response.json()["result"]["tools"]} == TOOL_NAMES
 
 
-async def test_read_only_over_http(served: ServedEmulator, emulator: Emulator) -> None:
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"read_only": True}, "read-only"),
+        ({"tools": "get_message_session,get_all_message_sessions"}, "not enabled"),
+    ],
+)
+async def test_read_only_and_allow_list_over_http(
+    served: ServedEmulator, emulator: Emulator, settings: dict[str, Any], reason: str
+) -> None:
     session_id = max(emulator.data.sessions)
-    with http_server(served, read_only=True) as url:
+    with http_server(served, **settings) as url:
         async with mcp_client(url) as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
             refused = await client.call_tool("delete_message_session", {"id": session_id})
-    assert names == TOOL_NAMES - {"delete_message_session", "delete_message_sessions_bulk"}
-    assert refused.is_error and "read-only" in text_of(refused)
+    assert not names & {"delete_message_session", "delete_message_sessions_bulk"}
+    assert refused.is_error and reason in text_of(refused)
     assert tm_requests(emulator) == []
 
 

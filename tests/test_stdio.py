@@ -197,3 +197,15 @@ async def test_tool_allow_list_over_stdio(
     assert unlisted.is_error and "not enabled on this server" in text_of(unlisted)
     assert delete.is_error and emulator.deleted_ids == []
     assert [r.path for r in tm_requests(emulator)] == [f"/api/v2/sessions/{session_id}/stat"]
+
+
+@pytest.mark.parametrize(("level", "logged"), [("INFO", True), ("WARNING", False)])
+async def test_log_level_governs_the_per_call_lines(
+    served: ServedEmulator, emulator: Emulator, tmp_path: Path, level: str, logged: bool
+) -> None:
+    with (tmp_path / "stderr.log").open("w+") as errlog:
+        async with stdio_server(served, errlog, "auto", TEXTMAGIC_LOG_LEVEL=level) as client:
+            await client.call_tool("get_message_session", {"id": max(emulator.data.sessions)})
+        errlog.seek(0)
+        log = errlog.read()
+    assert ('"tool": "get_message_session", "outcome": "ok"' in log) is logged
