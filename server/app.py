@@ -7,6 +7,7 @@ import hmac
 import inspect
 import json
 import logging
+import reprlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from server.config import ConfigError, Settings
 from server.confirmation import Confirmations
 from server.context import AppContext, client_name
 from server.ratelimit import RateLimiter
+from server.retry import RetryPolicy
 from server.textmagic import TextMagicClient, track_statuses
 from tools.catalog import TOOLS, ToolSpec
 
@@ -34,7 +36,10 @@ NAME = "textmagic-sessions"
 logger = logging.getLogger(__name__)
 call_log = logging.getLogger("server.calls")
 SANDBOX_BASE_URL = "http://sandbox.textmagic.invalid"
-_MAX_SHOWN_INPUT = 60
+# Bounded however large the input: a million-item list is shown, and costs, like a short one.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 2, 5, 4
+_SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = 60, 30, 60
 
 INSTRUCTIONS = """\
 Tools for the message sessions of a TextMagic SMS account. A session is one send-out (a campaign or an API \
@@ -155,10 +160,7 @@ def explain_invalid_arguments(tool: str, error: ValidationError) -> str:
         if item["type"] == "missing":
             clauses.append(f"{where} is required")
             continue
-        given = repr(item.get("input"))
-        if len(given) > _MAX_SHOWN_INPUT:
-            given = given[: _MAX_SHOWN_INPUT - 1] + "…"
-        clauses.append(f"{where}: {item['msg']} (got {given})")
+        clauses.append(f"{where}: {item['msg']} (got {_SHORT.repr(item.get('input'))})")
     return f"Invalid arguments for {tool}: {'; '.join(clauses)}. Correct them and call again."
 
 
@@ -182,11 +184,12 @@ def build_server(settings: Settings) -> SessionsServer:
     connect = _sandbox_connection() if settings.sandbox else _textmagic_connection(settings)
     # One pacer per server, whatever the number of connections: the rate limit is per account.
     pacer = RateLimiter(settings.rate_limit)
+    retry = RetryPolicy(budget=settings.retry_budget, max_attempts=settings.retry_attempts)
 
     @asynccontextmanager
     async def lifespan(running: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
         assert isinstance(running, SessionsServer)
-        async with TextMagicClient(timeout=settings.timeout, pacer=pacer, **connect) as client:
+        async with TextMagicClient(timeout=settings.timeout, pacer=pacer, retry=retry, **connect) as client:
             running.live = AppContext(
                 textmagic=client, confirmations=confirmations, audit=audit, settings=settings
             )
@@ -269,5 +272,6 @@ def _sandbox_connection() -> dict[str, Any]:
         "base_url": SANDBOX_BASE_URL,
         "username": SANDBOX_USERNAME,
         "api_key": SANDBOX_API_KEY,
-        "transport": httpx2.ASGITransport(app=emulator.app),
+        # A fault in the emulator answers 500, as a server would, instead of raising into the client.
+        "transport": httpx2.ASGITransport(app=emulator.app, raise_app_exceptions=False),
     }

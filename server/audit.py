@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-Outcome = Literal["preview", "refused", "failed", "declined", "cancelled", "nothing_to_delete", "deleted"]
+Outcome = Literal[
+    "preview", "refused", "failed", "declined", "cancelled", "nothing_to_delete", "deleted", "uncertain"
+]
 
 logger = logging.getLogger("server.audit")
 # Audit lines reach stderr even when the rest of the logging is quieter.

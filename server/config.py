@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     rate_limit: float = Field(
         50.0, gt=0, le=1000, description="Requests per second to TextMagic, for the whole process."
     )
+    retry_budget: float = Field(
+        10.0, ge=0, le=300, description="Seconds a call may spend retrying TextMagic's transient failures."
+    )
+    retry_attempts: int = Field(
+        5, ge=1, le=20, description="Attempts per TextMagic request, the first included."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Level of stderr logs."
     )

@@ -7,12 +7,14 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar
 
+import anyio
 import httpx2
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, ValidationError
 
 from server import __version__
 from server.ratelimit import RateLimiter
+from server.retry import RETRY_STATUSES, RetryPolicy, retry_after_seconds
 from tools.models import MessageSession, MessagesPage, SessionsPage, SessionStat
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -42,6 +44,10 @@ class TextMagicError(ToolError):
         self.status = status
 
 
+class UncertainOutcome(TextMagicError):
+    """A request that changes data failed after it may have reached TextMagic: it may have been carried out."""
+
+
 class TextMagicClient:
     """Typed access to TextMagic's message-sessions API over one keep-alive connection pool."""
 
@@ -53,11 +59,13 @@ class TextMagicClient:
         api_key: str,
         timeout: float,
         pacer: RateLimiter,
+        retry: RetryPolicy,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url
         self._timeout = timeout
         self._pacer = pacer
+        self._retry = retry
         self._http = httpx2.AsyncClient(
             base_url=base_url,
             auth=httpx2.BasicAuth(username, api_key),
@@ -121,11 +129,15 @@ class TextMagicClient:
         await self._request("DELETE", f"/api/v2/sessions/{session_id}", subject=session_id)
 
     async def delete_sessions(self, session_ids: Iterable[int]) -> None:
+        """Raises UncertainOutcome when the request may have been carried out despite the failure."""
         body = {"ids": ",".join(str(i) for i in session_ids), "all": 0}
-        await self._request("POST", "/api/v2/sessions/delete", json=body)
+        await self._request("POST", "/api/v2/sessions/delete", json=body, resend_if_maybe_received=False)
 
     async def delete_all_sessions(self) -> None:
-        await self._request("POST", "/api/v2/sessions/delete", json={"all": 1})
+        """Raises UncertainOutcome when the request may have been carried out despite the failure."""
+        await self._request(
+            "POST", "/api/v2/sessions/delete", json={"all": 1}, resend_if_maybe_received=False
+        )
 
     async def _request(
         self,
@@ -135,25 +147,67 @@ class TextMagicClient:
         params: Mapping[str, Any] | None = None,
         json: Mapping[str, Any] | None = None,
         subject: int | None = None,
+        resend_if_maybe_received: bool = True,
     ) -> httpx2.Response:
-        await self._pacer.wait()
-        try:
-            response = await self._http.request(method, path, params=params, json=json)
-        except httpx2.TimeoutException:
+        """Send, retrying transient failures within the retry policy.
+
+        A failure before the request left (no connection) is always retried. One after it may have reached
+        TextMagic (a timeout, a dropped connection, 429 or 5xx) is retried only when sending it twice does no
+        harm (``resend_if_maybe_received``: reads and single deletes); otherwise it raises UncertainOutcome.
+        """
+        started = anyio.current_time()
+        attempt = 0
+        maybe_received = False
+        while True:
+            attempt += 1
+            await self._pacer.wait()
+            asked_wait: float | None = None
+            failed: httpx2.Response | None = None
+            try:
+                response = await self._http.request(method, path, params=params, json=json)
+            except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+                reached, problem = False, f"could not connect ({type(exc).__name__}: {exc})"
+            except httpx2.TimeoutException:
+                reached, problem = True, f"no answer within {self._timeout:g} s (TEXTMAGIC_TIMEOUT)"
+            except httpx2.TransportError as exc:
+                reached, problem = True, f"the connection failed ({type(exc).__name__})"
+            else:
+                if (statuses := _statuses.get()) is not None:
+                    statuses.append(response.status_code)
+                if response.status_code not in RETRY_STATUSES:
+                    if response.status_code == 404 and method == "DELETE" and maybe_received:
+                        # An earlier attempt deleted it and its answer was lost: done, not missing.
+                        return response
+                    if response.status_code >= 400:
+                        raise _status_error(response, subject)
+                    return response
+                failed, reached, problem = response, True, f"HTTP {response.status_code}"
+                asked_wait = retry_after_seconds(response.headers.get("retry-after"))
+            maybe_received = maybe_received or reached
+            elapsed = anyio.current_time() - started
+            tries = f"Tried {attempt} time{'s' if attempt > 1 else ''} over {elapsed:.1f} s."
+            if reached and not resend_if_maybe_received:
+                raise UncertainOutcome(
+                    f"TextMagic at {self.base_url} failed after the request was sent ({problem}); it may or "
+                    "may not have been carried out, so it was not sent again."
+                )
+            delay = asked_wait if asked_wait is not None else self._retry.backoff(attempt)
+            if attempt < self._retry.max_attempts and elapsed + delay <= self._retry.budget:
+                await anyio.sleep(delay)
+                continue
+            if failed is not None:
+                error = _status_error(failed, subject)
+                later = f" TextMagic asked to wait {asked_wait:.0f} s (Retry-After)." if asked_wait else ""
+                raise TextMagicError(f"{error} {tries}{later}", status=error.status)
+            if not reached:
+                raise TextMagicError(
+                    f"Could not reach TextMagic at {self.base_url}: {problem}. {tries} The request never reached "
+                    "TextMagic, so trying again later is safe. Check TEXTMAGIC_BASE_URL and the network connection."
+                )
             raise TextMagicError(
-                f"TextMagic at {self.base_url} did not answer within {self._timeout:g} s "
-                "(TEXTMAGIC_TIMEOUT). This is usually temporary: try again shortly."
-            ) from None
-        except httpx2.TransportError as exc:
-            raise TextMagicError(
-                f"Could not reach TextMagic at {self.base_url} ({type(exc).__name__}: {exc}). "
-                "Check TEXTMAGIC_BASE_URL and the network connection."
-            ) from None
-        if (statuses := _statuses.get()) is not None:
-            statuses.append(response.status_code)
-        if response.status_code >= 400:
-            raise _status_error(response, subject)
-        return response
+                f"TextMagic at {self.base_url} is not answering: {problem}. {tries} This is usually temporary: "
+                "try again in a minute."
+            )
 
 
 def _parse(response: httpx2.Response, model: type[ModelT]) -> ModelT:

@@ -59,9 +59,10 @@ async def test_validation_errors_from_textmagic(make_server: Any, emulator: Emul
 async def test_temporary_failures_say_so(
     make_server: Any, emulator: Emulator, status: int, expected: str
 ) -> None:
-    emulator.fail_next(status)
-    text = await failing_call(make_server(), "get_all_message_sessions", {})
-    assert expected in text and "temporary" in text
+    emulator.fail_next(status, times=10)
+    text = await failing_call(make_server(retry_attempts=2), "get_all_message_sessions", {})
+    assert expected in text and "temporary" in text and "Tried 2 times" in text
+    assert len(tm_requests(emulator)) == 2
 
 
 async def test_unexpected_body(make_server: Any, emulator: Emulator) -> None:
@@ -76,8 +77,9 @@ async def test_unreachable_textmagic_names_the_base_url(make_server: Any) -> Non
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    text = await failing_call(make_server(base_url=url), "get_message_session", {"id": 1})
+    text = await failing_call(make_server(base_url=url, retry_attempts=2), "get_message_session", {"id": 1})
     assert f"Could not reach TextMagic at {url}" in text and "TEXTMAGIC_BASE_URL" in text
+    assert "Tried 2 times" in text and "trying again later is safe" in text
 
 
 @pytest.mark.parametrize(

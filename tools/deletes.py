@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from server.audit import Outcome
 from server.confirmation import ConfirmationError, Target
 from server.context import AppContext, ToolContext, app_context, client_name
-from server.textmagic import TextMagicError
+from server.textmagic import TextMagicError, UncertainOutcome
 from tools.models import MAX_BULK_IDS, DeletePreview, DeleteResult, MessageSession, SessionId, SessionPreview
 from tools.render import as_result
 
@@ -304,11 +304,15 @@ async def _carry_out(
             message=f"Nothing was deleted: the user {how}. Do not retry unless the user asks again.",
         )
     try:
-        result = await _delete(app, plan)
+        result, outcome = await _delete(ctx, app, plan)
     except TextMagicError as exc:
         audit("failed", detail=str(exc))
         raise
-    audit("deleted" if result.deleted else "nothing_to_delete", ids=result.deleted_ids or plan.requested)
+    audit(
+        outcome,
+        ids=result.deleted_ids or plan.requested,
+        detail="" if outcome == "deleted" else result.message,
+    )
     return result
 
 
@@ -332,30 +336,83 @@ def _preview(app: AppContext, plan: DeletePlan) -> DeleteResult:
     )
 
 
-async def _delete(app: AppContext, plan: DeletePlan) -> DeleteResult:
+async def _delete(ctx: ToolContext, app: AppContext, plan: DeletePlan) -> tuple[DeleteResult, Outcome]:
     if plan.delete_all:
-        await app.textmagic.delete_all_sessions()
-        return DeleteResult(deleted=True, deleted_all=True, message=f"Deleted {plan.summary()}.")
+        try:
+            await app.textmagic.delete_all_sessions()
+        except UncertainOutcome as exc:
+            return await _check_all_gone(app, plan, exc)
+        return DeleteResult(deleted=True, deleted_all=True, message=f"Deleted {plan.summary()}."), "deleted"
     ids = plan.present_ids
-    gone = f" Already gone: {_id_list(plan.missing)}." if plan.missing else ""
     if plan.tool == SINGLE:
         try:
             await app.textmagic.delete_session(ids[0])
         except TextMagicError as exc:
             if exc.status != 404:
                 raise
-            return DeleteResult(
+            result = DeleteResult(
                 deleted=False,
                 not_found_ids=ids,
                 message=f"Session {ids[0]} no longer exists (deleted meanwhile?); nothing was deleted.",
             )
+            return result, "nothing_to_delete"
     else:
-        await app.textmagic.delete_sessions(ids)
-    return DeleteResult(
+        try:
+            await app.textmagic.delete_sessions(ids)
+        except UncertainOutcome as exc:
+            return await _check_ids_gone(ctx, app, plan, exc)
+    gone = f" Already gone: {_id_list(plan.missing)}." if plan.missing else ""
+    result = DeleteResult(
         deleted=True,
         deleted_ids=ids,
         not_found_ids=list(plan.missing),
         message=f"Deleted {_sessions(len(ids))} and all their messages: {_id_list(ids)}.{gone}",
+    )
+    return result, "deleted"
+
+
+async def _check_ids_gone(
+    ctx: ToolContext, app: AppContext, plan: DeletePlan, failure: UncertainOutcome
+) -> tuple[DeleteResult, Outcome]:
+    """The bulk request may or may not have been carried out: look, rather than guess or send it again."""
+    try:
+        still_there, gone = await _look_up(ctx, app, tuple(plan.present_ids))
+    except TextMagicError:
+        return _unknown(failure), "uncertain"
+    kept = [session.id for session in still_there]
+    if not gone:
+        message = f"{failure} Checked afterwards: nothing was deleted. Confirming again with the same token is safe."
+        return DeleteResult(deleted=False, message=message), "failed"
+    rest = (
+        f" Still there: {_id_list(kept)}; confirm again with the same token to delete them." if kept else ""
+    )
+    message = f"{failure} Checked afterwards: deleted {_id_list(gone)}.{rest}"
+    return DeleteResult(
+        deleted=True, deleted_ids=list(gone), not_found_ids=list(plan.missing), message=message
+    ), "deleted"
+
+
+async def _check_all_gone(
+    app: AppContext, plan: DeletePlan, failure: UncertainOutcome
+) -> tuple[DeleteResult, Outcome]:
+    try:
+        left = await app.textmagic.count_sessions()
+    except TextMagicError:
+        return _unknown(failure), "uncertain"
+    if left == 0:
+        return DeleteResult(
+            deleted=True, deleted_all=True, message=f"{failure} Checked afterwards: all deleted."
+        ), "deleted"
+    message = f"{failure} Checked afterwards: {_sessions(left)} still on the account; ask for a new preview."
+    return DeleteResult(deleted=False, message=message), "failed"
+
+
+def _unknown(failure: UncertainOutcome) -> DeleteResult:
+    return DeleteResult(
+        deleted=False,
+        outcome_unknown=True,
+        message=f"{failure} Checking afterwards failed too, so whether the sessions were deleted is unknown. "
+        "Look them up with get_message_session before confirming again.",
     )
 
 

@@ -7,8 +7,9 @@ agree with the messages. Where TextMagic is silent, the choices are written down
 - ``statuses`` takes a comma-separated list; an unknown letter, or ``includeDeleted`` other than 0/1, is a 400;
 - messages of an unknown session are an empty page (the spec lists no 404 there);
 - bulk delete ignores ids that do not exist.
-Every request is recorded (``requests``); for tests, canned failures can be queued (``fail_next``) and every
-answer delayed (``latency``).
+Every request is recorded (``requests``). For tests, failures can be queued (``fail_next``: statuses with or
+without Retry-After, stalls past a timeout, dropped connections, malformed JSON, unexpected shapes), every
+answer delayed (``latency``), and TextMagic's rate limit played (``limit_rate``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import hmac
 import json
 import math
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,6 +53,7 @@ class RecordedRequest:
     username: str | None
     authorized: bool
     user_agent: str | None
+    received_at: float
 
 
 @dataclass
@@ -57,7 +61,13 @@ class _Fault:
     status: int
     body: Json
     path: str | None
+    method: str | None
     remaining: int
+    headers: dict[str, str]
+    stall: float
+    reset: bool
+    raw: bytes | None
+    carry_out: bool
 
 
 class Emulator:
@@ -80,6 +90,9 @@ class Emulator:
         # Seconds every answer is held back, to play a slow TextMagic.
         self.latency = 0.0
         self._arrivals = threading.Condition()
+        self._rate_limit: int | None = None
+        self._recent: deque[float] = deque()
+        self.rejected_for_rate = 0
         self.deleted_ids: list[int] = []
         self._faults: list[_Fault] = []
         self.reset()
@@ -102,16 +115,45 @@ class Emulator:
         self.deleted_ids.clear()
         self._faults.clear()
         self.latency = 0.0
+        self.limit_rate(None)
+        self.rejected_for_rate = 0
 
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> bool:
         """Block (a test's thread, not the server's) until ``count`` requests have arrived."""
         with self._arrivals:
             return self._arrivals.wait_for(lambda: len(self.requests) >= count, timeout)
 
-    def fail_next(self, status: int, body: Json = None, *, times: int = 1, path: str | None = None) -> None:
-        """Answer the next ``times`` requests (to ``path`` only, if given) with ``status`` and ``body``."""
+    def fail_next(
+        self,
+        status: int = 500,
+        body: Json = None,
+        *,
+        times: int = 1,
+        path: str | None = None,
+        method: str | None = None,
+        headers: dict[str, str] | None = None,
+        stall: float = 0.0,
+        reset: bool = False,
+        raw: bytes | None = None,
+        carry_out: bool = False,
+    ) -> None:
+        """Spoil the next ``times`` requests (those to ``path`` / with ``method`` only, if given).
+
+        Each is answered ``status`` with ``body`` (or the bytes ``raw``, for malformed JSON) and ``headers``
+        (such as Retry-After); after ``stall`` seconds if given (to outlast a client's timeout); or, with
+        ``reset``, cut off after the status line, as a dropped connection. A spoilt request is not carried out,
+        unless ``carry_out``: then it is, and only its answer is lost.
+        """
         default = {"code": status, "message": "Injected failure."}
-        self._faults.append(_Fault(status, default if body is None else body, path, times))
+        spoilt = default if body is None else body
+        self._faults.append(
+            _Fault(status, spoilt, path, method, times, headers or {}, stall, reset, raw, carry_out)
+        )
+
+    def limit_rate(self, per_second: int | None) -> None:
+        """Answer 429, as TextMagic does, to requests beyond ``per_second`` in any second; None lifts it."""
+        self._rate_limit = per_second
+        self._recent.clear()
 
     @property
     def session_ids(self) -> set[int]:
@@ -135,17 +177,20 @@ class Emulator:
                     username=username,
                     authorized=authorized,
                     user_agent=request.headers.get("user-agent"),
+                    received_at=time.monotonic(),
                 )
             )
             if self.latency:
                 await anyio.sleep(self.latency)
-            fault = self._take_fault(request.url.path)
-            if fault is not None:
-                return JSONResponse(fault.body, status_code=fault.status)
+            if self._over_rate_limit():
+                return _error(429, "Too Many Requests.")
+            fault = self._take_fault(request.method, request.url.path)
+            if fault is not None and not fault.carry_out:
+                return await _spoilt(fault)
             if not authorized:
                 return _error(401, "Wrong username and token combination.")
             response: Response = handler(request, body)
-            return response
+            return await _spoilt(fault) if fault is not None else response
 
         return endpoint
 
@@ -171,9 +216,23 @@ class Emulator:
         user_ok = hmac.compare_digest(username.encode(), self._username.encode())
         return hmac.compare_digest(key.encode(), self._api_key.encode()) and user_ok
 
-    def _take_fault(self, path: str) -> _Fault | None:
+    def _over_rate_limit(self) -> bool:
+        if self._rate_limit is None:
+            return False
+        now = time.monotonic()
+        while self._recent and now - self._recent[0] >= 1.0:
+            self._recent.popleft()
+        if len(self._recent) >= self._rate_limit:
+            self.rejected_for_rate += 1
+            return True
+        self._recent.append(now)
+        return False
+
+    def _take_fault(self, method: str, path: str) -> _Fault | None:
         for fault in self._faults:
-            if fault.path is None or fault.path == path:
+            if (fault.path is None or fault.path == path) and (
+                fault.method is None or fault.method == method
+            ):
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
@@ -250,6 +309,29 @@ class Emulator:
         del self.data.sessions[session_id]
         del self.data.messages[session_id]
         self.deleted_ids.append(session_id)
+
+
+async def _spoilt(fault: _Fault) -> Response:
+    if fault.stall:
+        await anyio.sleep(fault.stall)
+    if fault.reset:
+        return _DroppedConnection()
+    if fault.raw is not None:
+        return Response(
+            fault.raw, status_code=fault.status, headers=fault.headers, media_type="application/json"
+        )
+    return JSONResponse(fault.body, status_code=fault.status, headers=fault.headers)
+
+
+class _DroppedConnection(Response):
+    """Sends the status line and headers, then fails: the server drops the connection mid-answer."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200, media_type="application/json")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
+        raise ConnectionResetError("emulated connection reset")
 
 
 def _paginated(items: list[dict[str, Json]], request: Request) -> Response:
