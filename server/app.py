@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx2
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context, RequestStateSecurity
@@ -93,6 +94,7 @@ class SessionsServer(MCPServer[AppContext]):
         statuses = track_statuses()
         started = time.perf_counter()
         outcome = "error"
+        cancelled = anyio.get_cancelled_exc_class()
         try:
             result = await self._call_tool(name, arguments, context)
             outcome = (
@@ -101,6 +103,9 @@ class SessionsServer(MCPServer[AppContext]):
                 else ("error" if result.is_error else "ok")
             )
             return result
+        except cancelled:
+            outcome = "cancelled"
+            raise
         finally:
             call_log.info(
                 json.dumps(

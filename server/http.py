@@ -18,7 +18,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import __version__
 from server.app import SessionsServer, build_server
@@ -56,8 +56,9 @@ def http_app(server: SessionsServer, settings: Settings) -> ASGIApp:
         transport_security=security,
         host=settings.host,
     )
+    guarded = CancelOnDisconnect(app)
     tokens = [token.get_secret_value() for token in settings.mcp_tokens]
-    return BearerAuth(app, tokens) if tokens else app
+    return BearerAuth(guarded, tokens) if tokens else guarded
 
 
 async def healthz(_request: Request) -> JSONResponse:
@@ -90,6 +91,44 @@ class Readiness:
         except TextMagicError as exc:
             return str(exc)
         return None
+
+
+class CancelOnDisconnect:
+    """Stops a request's work when its client goes away, so no call to TextMagic outlives its asker.
+
+    With JSON responses the SDK awaits the tool without listening to the client; this listens instead. Once
+    the request body has been read, the only message the client can still send is its disconnect.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        body_read = anyio.Event()
+        finished = False
+
+        async def tracked_receive() -> Message:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_read.set()
+            return message
+
+        async with anyio.create_task_group() as group:
+
+            async def cancel_when_gone() -> None:
+                await body_read.wait()
+                # The server also answers "disconnect" once its response is complete: only an early one counts.
+                if (await receive())["type"] == "http.disconnect" and not finished:
+                    logger.info("client went away: stopping its request")
+                    group.cancel_scope.cancel()
+
+            group.start_soon(cancel_when_gone)
+            await self._app(scope, tracked_receive, send)
+            finished = True
+            group.cancel_scope.cancel()
 
 
 class BearerAuth:

@@ -68,6 +68,7 @@ class _Fault:
     reset: bool
     raw: bytes | None
     carry_out: bool
+    skip: int
 
 
 class Emulator:
@@ -136,18 +137,20 @@ class Emulator:
         reset: bool = False,
         raw: bytes | None = None,
         carry_out: bool = False,
+        skip: int = 0,
     ) -> None:
         """Spoil the next ``times`` requests (those to ``path`` / with ``method`` only, if given).
 
         Each is answered ``status`` with ``body`` (or the bytes ``raw``, for malformed JSON) and ``headers``
         (such as Retry-After); after ``stall`` seconds if given (to outlast a client's timeout); or, with
         ``reset``, cut off after the status line, as a dropped connection. A spoilt request is not carried out,
-        unless ``carry_out``: then it is, and only its answer is lost.
+        unless ``carry_out``: then it is, and only its answer is lost. The first ``skip`` matching requests
+        pass unharmed.
         """
         default = {"code": status, "message": "Injected failure."}
         spoilt = default if body is None else body
         self._faults.append(
-            _Fault(status, spoilt, path, method, times, headers or {}, stall, reset, raw, carry_out)
+            _Fault(status, spoilt, path, method, times, headers or {}, stall, reset, raw, carry_out, skip)
         )
 
     def limit_rate(self, per_second: int | None) -> None:
@@ -233,6 +236,9 @@ class Emulator:
             if (fault.path is None or fault.path == path) and (
                 fault.method is None or fault.method == method
             ):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return None
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
