@@ -1,0 +1,115 @@
+"""Shared by the benchmark scripts: the emulator on loopback, the server as a subprocess, memory readings."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import uvicorn
+
+from server.sandbox import Emulator
+
+USERNAME = "bench-user"
+API_KEY = "bench-key"
+TOKEN = "bench-token"
+SCRIPT = str(Path(sys.executable).with_name("textmagic-sessions-mcp"))
+
+
+@dataclass
+class Served:
+    emulator: Emulator
+    url: str
+
+
+@contextmanager
+def emulator_on_loopback(**options: Any) -> Iterator[Served]:
+    """The emulator served by uvicorn in a thread; listening before this yields (no wait needed)."""
+    emulator = Emulator(username=USERNAME, api_key=API_KEY, **options)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    server = uvicorn.Server(
+        uvicorn.Config(emulator.app, log_level="warning", lifespan="off", log_config=None)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield Served(emulator, f"http://127.0.0.1:{sock.getsockname()[1]}")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def server_environment(textmagic_url: str, **extra: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TEXTMAGIC_")}
+    return clean | {
+        "TEXTMAGIC_USERNAME": USERNAME,
+        "TEXTMAGIC_API_KEY": API_KEY,
+        "TEXTMAGIC_BASE_URL": textmagic_url,
+        "TEXTMAGIC_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+@dataclass
+class HttpServer:
+    process: subprocess.Popen[str]
+    url: str
+
+    def rss_mb(self) -> float:
+        return psutil.Process(self.process.pid).memory_info().rss / 2**20
+
+
+@contextmanager
+def http_server(textmagic_url: str, **extra: str) -> Iterator[HttpServer]:
+    """The installed server serving HTTP on a free loopback port, until the block ends."""
+    env = server_environment(textmagic_url, TEXTMAGIC_MCP_TOKENS=TOKEN, **extra)
+    process = subprocess.Popen(
+        [SCRIPT, "--transport", "http", "--port", "0"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stderr is not None
+    url = ""
+    for line in process.stderr:
+        if "serving MCP at " in line:
+            url = line.split("serving MCP at ")[1].strip()
+            break
+    if not url:
+        raise RuntimeError("the server did not start")
+    threading.Thread(target=shutil.copyfileobj, args=(process.stderr, sys.stderr), daemon=True).start()
+    try:
+        yield HttpServer(process, url)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+    }
+
+
+def spread(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "median": statistics.median(ordered),
+        "p10": ordered[len(ordered) // 10],
+        "p90": ordered[(len(ordered) * 9) // 10],
+        "n": len(ordered),
+    }
