@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 import psutil
 import uvicorn
 
+from server.http import listening_socket
 from server.sandbox import Emulator
 
 USERNAME = "bench-user"
@@ -37,9 +37,7 @@ class Served:
 def emulator_on_loopback(**options: Any) -> Iterator[Served]:
     """The emulator served by uvicorn in a thread; listening before this yields (no wait needed)."""
     emulator = Emulator(username=USERNAME, api_key=API_KEY, **options)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
+    sock = listening_socket("127.0.0.1", 0)
     server = uvicorn.Server(
         uvicorn.Config(emulator.app, log_level="warning", lifespan="off", log_config=None)
     )

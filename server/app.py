@@ -75,7 +75,13 @@ class SessionsServer(MCPServer[AppContext]):
         self._destructive: set[str] = set()
 
     def register(self, spec: ToolSpec) -> None:
-        self.add_tool(spec.fn, name=spec.name, title=spec.title, annotations=spec.annotations)
+        self.add_tool(
+            spec.fn,
+            name=spec.name,
+            title=spec.title,
+            description=spec.description,
+            annotations=spec.annotations,
+        )
         hidden = {find_context_parameter(spec.fn), *find_resolved_parameters(spec.fn)}
         self._arguments[spec.name] = frozenset(
             p for p in inspect.signature(spec.fn).parameters if p not in hidden

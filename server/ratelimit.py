@@ -1,17 +1,23 @@
-"""A process-wide request pacer that keeps TextMagic calls under the account's rate limit."""
+"""A process-wide pacer that keeps TextMagic calls under the account's rate limit."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import anyio
 
+# TextMagic counts arrivals; requests sent exactly one window apart can arrive closer than that.
+JITTER_MARGIN = 0.02
+# Waking at "oldest + window" may land a rounding error short of it; that must count as arrived.
+_SLACK = 1e-6
+
 
 class RateLimiter:
-    """Spaces requests at least 1/rate seconds apart; callers beyond that wait their turn.
+    """Lets at most ``rate`` requests start in any window of one second; callers beyond that wait their turn.
 
-    Even spacing rather than a burst allowance: TextMagic counts requests per second, and a full bucket
-    followed by its refill could put twice the limit into one second.
+    A burst within the limit goes out at once (a preview's look-ups, concurrent calls); only a request that
+    would exceed the limit waits, until the oldest request in its window ages out.
     """
 
     def __init__(
@@ -21,15 +27,20 @@ class RateLimiter:
         clock: Callable[[], float] = anyio.current_time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
-        self._interval = 1.0 / rate
+        # Below one request a second, the window stretches to hold one request.
+        self._capacity = max(1, int(rate))
+        self._window = self._capacity / rate * (1 + JITTER_MARGIN)
         self._clock = clock
         self._sleep = sleep
-        self._next_slot = float("-inf")
+        self._started: deque[float] = deque()
 
     async def wait(self) -> None:
-        # Claiming the slot needs no lock: nothing between reading and moving _next_slot awaits.
-        now = self._clock()
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + self._interval
-        if slot > now:
-            await self._sleep(slot - now)
+        while True:
+            # No await between the check and the append: a slot cannot be taken twice.
+            now = self._clock()
+            while self._started and now - self._started[0] >= self._window - _SLACK:
+                self._started.popleft()
+            if len(self._started) < self._capacity:
+                self._started.append(now)
+                return
+            await self._sleep(self._started[0] + self._window - now)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -17,6 +16,7 @@ from mcp_types import CallToolResult
 
 from server.app import SessionsServer, build_server
 from server.config import load_settings
+from server.http import listening_socket
 from server.sandbox import Emulator, RecordedRequest
 
 # Recognisable on purpose: tests grep every output for them.
@@ -39,10 +39,8 @@ def anyio_backend() -> str:
 
 def serve_on_loopback(app: Any, lifespan: str = "off") -> tuple[str, uvicorn.Server, threading.Thread]:
     """Serve ``app`` with uvicorn on a free 127.0.0.1 port; the socket is listening before this returns."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
     # Bound and listening now: connections queue in the backlog until uvicorn accepts them, so no wait.
-    sock.listen(128)
+    sock = listening_socket("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, log_config=None))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -247,17 +247,34 @@ def test_unknown_tool_name_fails_at_start(make_server: Any) -> None:
         make_server(tools="get_message_session,delete_everything")
 
 
-async def test_pacer_spaces_requests() -> None:
+async def test_pacer_keeps_any_second_under_the_limit() -> None:
     now = [100.0]
-    slept: list[float] = []
+    started: list[float] = []
 
     async def sleep(seconds: float) -> None:
-        slept.append(round(seconds, 6))
+        now[0] += seconds
 
-    pacer = RateLimiter(50, clock=lambda: now[0], sleep=sleep)
-    for _ in range(4):
+    pacer = RateLimiter(3, clock=lambda: now[0], sleep=sleep)
+    for _ in range(7):
         await pacer.wait()
-    assert slept == [0.02, 0.04, 0.06]
-    now[0] += 1.0
+        started.append(now[0])
+        now[0] += 0.01
+    # A burst of three goes at once; each later request waits for the oldest of its window to age out.
+    window = 1.02
+    assert started[:3] == pytest.approx([100.0, 100.01, 100.02])
+    assert started[3:6] == pytest.approx([100.0 + window, 100.01 + window, 100.02 + window])
+    assert started[6] == pytest.approx(100.0 + 2 * window)
+    for i, moment in enumerate(started):
+        assert sum(1 for other in started[i:] if other - moment < 1.0) <= 3
+
+
+async def test_pacer_below_one_request_per_second() -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    pacer = RateLimiter(0.5, clock=lambda: now[0], sleep=sleep)
     await pacer.wait()
-    assert slept == [0.02, 0.04, 0.06], "after a quiet second, the next request goes at once"
+    await pacer.wait()
+    assert now[0] == pytest.approx(2.04)

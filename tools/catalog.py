@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from mcp_types import ToolAnnotations
 
 from tools.deletes import delete_message_session, delete_message_sessions_bulk
+from tools.render import TABLE_LEGEND
 from tools.sessions import (
     get_all_message_sessions,
     get_message_session,
@@ -29,17 +31,24 @@ class ToolSpec:
     fn: Callable[..., Awaitable[Any]]
     title: str
     annotations: ToolAnnotations
+    # Pages render as tables: their description says how to read one.
+    lists_pages: bool = False
 
     @property
     def name(self) -> str:
         return self.fn.__name__
 
+    @property
+    def description(self) -> str:
+        text = inspect.cleandoc(self.fn.__doc__ or "")
+        return f"{text}\n\n{TABLE_LEGEND}" if self.lists_pages else text
+
 
 TOOLS: tuple[ToolSpec, ...] = (
-    ToolSpec(get_all_message_sessions, "List message sessions", READ),
+    ToolSpec(get_all_message_sessions, "List message sessions", READ, lists_pages=True),
     ToolSpec(get_message_session, "Get a message session", READ),
     ToolSpec(get_message_session_stat, "Get a session's delivery statistics", READ),
-    ToolSpec(get_messages_by_session_id, "Get a session's messages", READ),
+    ToolSpec(get_messages_by_session_id, "Get a session's messages", READ, lists_pages=True),
     ToolSpec(delete_message_session, "Delete a message session", DELETE),
     ToolSpec(delete_message_sessions_bulk, "Delete message sessions (bulk or all)", DELETE),
 )

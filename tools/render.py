@@ -1,16 +1,146 @@
-"""Tool results: the full model as structured content, and a compact text rendering of it for the model."""
+"""Tool results: the full model as structured content, and a compact text rendering of it for the model.
+
+One object renders as JSON without nulls or untouched defaults. A page of resources renders as a table,
+which says the same in a fraction of the tokens: ``columns`` and ``rows``; ``same``, fields equal in every
+row; ``copies``, fields equal to another field in every row; ``affixes``, a prefix and suffix shared by every
+value of a field, written once; and in the fields listed under ``repeats``, ``{"sameAs": id}`` for a value
+equal to that of the earlier row with that id. ``expand`` turns the table back into the page, nulls aside.
+"""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel
 
+# Shorter shared text is not worth its header entry.
+_MIN_AFFIX = 5
+_MIN_REPEAT = 40
+
+TABLE_LEGEND = (
+    "The text lists the page as a table: each row follows 'columns'; 'same' holds fields equal in every row, "
+    "'copies' fields equal to another field, 'affixes' a [prefix, suffix] around every value of a field, and "
+    '{"sameAs": id} stands for the value of the earlier row with that id.'
+)
+
 
 def as_result(model: BaseModel) -> CallToolResult:
-    # Nulls and untouched defaults (an empty not_found_ids, deleted_all false) tell the reader of the text
-    # nothing; the structured content keeps every field.
-    text = model.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=True)
-    return CallToolResult(
-        content=[TextContent(type="text", text=text)],
-        structured_content=model.model_dump(mode="json", by_alias=True),
-    )
+    data = model.model_dump(mode="json", by_alias=True)
+    resources = data.get("resources")
+    if isinstance(resources, list):
+        text = _compact({**{k: v for k, v in data.items() if k != "resources"}, **_table(resources)})
+    else:
+        # Nulls and untouched defaults (an empty not_found_ids, deleted_all false) tell the reader nothing.
+        text = model.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=True)
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+
+def expand(rendered: dict[str, Any]) -> dict[str, Any]:
+    """The page a table rendering stands for, without nulls: the inverse of ``as_result`` for pages."""
+    if "columns" not in rendered:
+        return rendered
+    header = {k: v for k, v in rendered.items() if k not in _TABLE_KEYS}
+    columns: list[str] = rendered["columns"]
+    affixes: dict[str, list[str]] = rendered.get("affixes", {})
+    repeats = set(rendered.get("repeats", ()))
+    resources: list[dict[str, Any]] = []
+    by_id: dict[Any, dict[str, Any]] = {}
+    for row in rendered["rows"]:
+        item = dict(zip(columns, row, strict=True))
+        for column in repeats:
+            if isinstance(item.get(column), dict):
+                item[column] = by_id[item[column]["sameAs"]][column]
+        for column, (prefix, suffix) in affixes.items():
+            if item.get(column) is not None:
+                item[column] = prefix + item[column] + suffix
+        item |= rendered.get("same", {})
+        item |= {copy: item[original] for copy, original in rendered.get("copies", {}).items()}
+        by_id[item.get("id")] = item
+        resources.append({k: v for k, v in item.items() if v is not None})
+    return {**header, "resources": resources}
+
+
+_TABLE_KEYS = frozenset({"same", "copies", "affixes", "repeats", "columns", "rows"})
+
+
+def _table(items: list[dict[str, Any]]) -> dict[str, Any]:
+    names = list(dict.fromkeys(name for item in items for name in item))
+    values = {name: [item.get(name) for item in items] for name in names}
+    same: dict[str, Any] = {}
+    copies: dict[str, str] = {}
+    affixes: dict[str, list[str]] = {}
+    repeats: list[str] = []
+    columns: list[str] = []
+    for name, column in values.items():
+        present = [value for value in column if value is not None]
+        if not present:
+            continue
+        if len(items) > 1 and len(present) == len(column) and all(value == column[0] for value in column):
+            same[name] = column[0]
+            continue
+        original = next((kept for kept in columns if values[kept] == column), None)
+        if original is not None:
+            copies[name] = original
+            continue
+        columns.append(name)
+        if not all(isinstance(value, str) for value in present):
+            continue
+        prefix, suffix = _shared_affixes(present)
+        if len(prefix) + len(suffix) >= _MIN_AFFIX:
+            affixes[name] = [prefix, suffix]
+            values[name] = [None if v is None else v[len(prefix) : len(v) - len(suffix)] for v in column]
+        elif "id" in values and _mark_repeats(values, name):
+            repeats.append(name)
+    table: dict[str, Any] = {}
+    for key, part in (("same", same), ("copies", copies), ("affixes", affixes), ("repeats", repeats)):
+        if part:
+            table[key] = part
+    table["columns"] = columns
+    table["rows"] = [[values[name][i] for name in columns] for i in range(len(items))]
+    return table
+
+
+def _shared_affixes(texts: list[str]) -> tuple[str, str]:
+    if len(texts) < 2:
+        return "", ""
+    prefix = _common_prefix(texts)
+    suffix = _common_prefix([text[len(prefix) :][::-1] for text in texts])[::-1]
+    # Cut back to separators, so that no value is split inside a word or a number.
+    end = len(prefix)
+    while end and prefix[end - 1].isalnum():
+        end -= 1
+    start = 0
+    while start < len(suffix) and suffix[start].isalnum():
+        start += 1
+    return prefix[:end], suffix[start:]
+
+
+def _common_prefix(texts: list[str]) -> str:
+    # What the lexicographically first and last share, all share.
+    first, last = min(texts), max(texts)
+    size = 0
+    while size < len(first) and first[size] == last[size]:
+        size += 1
+    return first[:size]
+
+
+def _mark_repeats(values: dict[str, list[Any]], name: str) -> bool:
+    """Replace long values seen in an earlier row by {"sameAs": that row's id}; True if any was."""
+    first_seen: dict[str, Any] = {}
+    marked = False
+    column = values[name]
+    for i, value in enumerate(column):
+        if not isinstance(value, str) or len(value) < _MIN_REPEAT:
+            continue
+        if value in first_seen:
+            column[i] = {"sameAs": first_seen[value]}
+            marked = True
+        else:
+            first_seen[value] = values["id"][i]
+    return marked
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

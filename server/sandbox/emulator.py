@@ -54,6 +54,7 @@ class RecordedRequest:
     authorized: bool
     user_agent: str | None
     received_at: float
+    peer: str | None
 
 
 @dataclass
@@ -181,6 +182,7 @@ class Emulator:
                     authorized=authorized,
                     user_agent=request.headers.get("user-agent"),
                     received_at=time.monotonic(),
+                    peer=f"{request.client.host}:{request.client.port}" if request.client else None,
                 )
             )
             if self.latency:

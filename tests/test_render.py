@@ -1,0 +1,120 @@
+"""The compact text rendering loses nothing: a page's table expands back to the page, nulls aside."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict
+
+from server.sandbox import Emulator
+from tests.conftest import connect, text_of
+from tools.render import as_result, expand
+
+
+class Page(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    page: int
+    resources: list[dict[str, Any]]
+
+
+def without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
+texts = st.sampled_from(
+    [
+        "Hi Ann, your appointment is tomorrow at 9:00. Reply C to confirm, or call us.",
+        "Hi Bob, your appointment is tomorrow at 9:00. Reply C to confirm, or call us.",
+        "2026-11-27T10:01:02+0000",
+        "2026-11-27T10:59:00+0000",
+        "Flash sale! 20% off everything this weekend with code SAVE20. Reply STOP.",
+    ]
+) | st.text(max_size=50)
+cells = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), texts, st.just({"nested": [1, "x"]})
+)
+
+
+@st.composite
+def pages(draw: st.DrawFn) -> list[dict[str, Any]]:
+    fields = draw(
+        st.lists(st.sampled_from(["text", "time", "name", "phone", "receiver", "flag", "extra"]), unique=True)
+    )
+    count = draw(st.integers(min_value=0, max_value=12))
+    ids = draw(
+        st.lists(st.integers(min_value=1, max_value=10**12), min_size=count, max_size=count, unique=True)
+    )
+    resources = []
+    for id_ in ids:
+        item: dict[str, Any] = {"id": id_}
+        for field in fields:
+            if draw(st.booleans()):
+                item[field] = draw(cells)
+        resources.append(item)
+    if draw(st.booleans()):
+        for item in resources:
+            item["phone"] = item.get("receiver")
+    return resources
+
+
+@given(resources=pages())
+def test_a_table_expands_back_to_its_page(resources: list[dict[str, Any]]) -> None:
+    result = as_result(Page(page=1, resources=resources))
+    rendered = json.loads(text_of(result))
+    assert expand(rendered) == without_nulls({"page": 1, "resources": resources})
+    assert result.structured_content == {"page": 1, "resources": resources}
+
+
+def test_shared_parts_are_written_once() -> None:
+    names = ["Ann", "Bob", "Cy"]
+    resources = [
+        {
+            "id": n,
+            "text": f"Hi {name}, your appointment is tomorrow.",
+            "sent": f"2026-11-27T10:0{n}:00+0000",
+            "sender": "ACME",
+            "receiver": f"4477000{n}",
+            "phone": f"4477000{n}",
+            "note": None,
+        }
+        for n, name in enumerate(names)
+    ]
+    rendered = json.loads(text_of(as_result(Page(page=1, resources=resources))))
+    assert rendered["same"] == {"sender": "ACME"}
+    assert rendered["copies"] == {"phone": "receiver"}
+    assert rendered["affixes"]["text"] == ["Hi ", ", your appointment is tomorrow."]
+    assert rendered["affixes"]["sent"] == ["2026-11-27T10:", ":00+0000"]
+    assert "note" not in rendered["columns"]
+    assert [row[rendered["columns"].index("text")] for row in rendered["rows"]] == names
+
+
+def test_repeated_long_texts_point_to_their_first_row() -> None:
+    long = "Flash sale! 20% off everything this weekend with code SAVE20."
+    resources = [
+        {"id": 7, "text": long},
+        {"id": 8, "text": "Other text that is long enough to count here."},
+        {"id": 9, "text": long},
+    ]
+    rendered = json.loads(text_of(as_result(Page(page=1, resources=resources))))
+    assert rendered["repeats"] == ["text"]
+    assert rendered["rows"][2] == [9, {"sameAs": 7}]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("tool", ["get_all_message_sessions", "get_messages_by_session_id"])
+async def test_list_tools_text_is_lossless_and_short(make_server: Any, emulator: Emulator, tool: str) -> None:
+    biggest = max(emulator.data.messages, key=lambda i: len(emulator.data.messages[i]))
+    arguments = {"limit": 100} | ({"id": biggest, "include_deleted": True} if "messages" in tool else {})
+    async with connect(make_server(), "modern") as client:
+        result = await client.call_tool(tool, arguments)
+    text = text_of(result)
+    assert expand(json.loads(text)) == without_nulls(result.structured_content)
+    assert len(text) < 0.6 * len(json.dumps(result.structured_content, separators=(",", ":")))
