@@ -69,29 +69,32 @@ async def cold_start(url: str, runs: int) -> dict[str, Any]:
 
 
 async def per_call(url: str, calls: int, session_id: int) -> dict[str, Any]:
-    async def timed(client: Client, tool: str, arguments: dict[str, Any]) -> list[float]:
-        for _ in range(50):
-            await client.call_tool(tool, arguments)
-        samples = []
-        for _ in range(calls):
-            started = time.perf_counter()
-            result = await client.call_tool(tool, arguments)
-            samples.append(time.perf_counter() - started)
-            assert not result.is_error
-        return samples
+    ours_s: list[float] = []
+    trivial_s: list[float] = []
+    direct_s: list[float] = []
 
-    async with Client(stdio_client(ours(url), errlog=QUIET)) as client:
-        ours_s = await timed(client, "get_message_session", {"id": session_id})
-    async with Client(stdio_client(floor(), errlog=QUIET)) as client:
-        trivial_s = await timed(client, "echo", {"id": session_id})
-    async with httpx2.AsyncClient(base_url=url, auth=(USERNAME, API_KEY)) as http:
-        for _ in range(50):
-            await http.get(f"/api/v2/sessions/{session_id}")
-        direct_s = []
-        for _ in range(calls):
-            started = time.perf_counter()
-            (await http.get(f"/api/v2/sessions/{session_id}")).raise_for_status()
-            direct_s.append(time.perf_counter() - started)
+    async def timed(samples: list[float], send: Any) -> None:
+        started = time.perf_counter()
+        await send()
+        samples.append(time.perf_counter() - started)
+
+    async with (
+        Client(stdio_client(ours(url), errlog=QUIET)) as server,
+        Client(stdio_client(floor(), errlog=QUIET)) as minimal,
+        httpx2.AsyncClient(base_url=url, auth=(USERNAME, API_KEY)) as http,
+    ):
+        sends = (
+            (ours_s, lambda: server.call_tool("get_message_session", {"id": session_id})),
+            (trivial_s, lambda: minimal.call_tool("echo", {"id": session_id})),
+            (direct_s, lambda: http.get(f"/api/v2/sessions/{session_id}")),
+        )
+        for round_ in range(50 + calls):
+            # Interleaved call by call, so that drift on the machine weighs on all three alike.
+            for samples, send in sends:
+                await timed(samples, send)
+            if round_ < 50:
+                for samples, _ in sends:
+                    samples.clear()
     floor_s = [trivial + direct for trivial, direct in zip(trivial_s, direct_s, strict=True)]
     return {
         "ours_s": spread(ours_s),

@@ -113,16 +113,17 @@ class SessionsServer(MCPServer[AppContext]):
             outcome = "cancelled"
             raise
         finally:
-            call_log.info(
-                json.dumps(
-                    {
-                        "tool": name,
-                        "outcome": outcome,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                        "textmagic_status": statuses,
-                    }
+            if call_log.isEnabledFor(logging.INFO):
+                call_log.info(
+                    json.dumps(
+                        {
+                            "tool": name,
+                            "outcome": outcome,
+                            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                            "textmagic_status": statuses,
+                        }
+                    )
                 )
-            )
 
     async def _call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None

@@ -38,9 +38,9 @@ texts = st.sampled_from(
         "Flash sale! 20% off everything this weekend with code SAVE20. Reply STOP.",
     ]
 ) | st.text(max_size=50)
-cells = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), texts, st.just({"nested": [1, "x"]})
-)
+# Finite floats only: JSON has no Infinity, so no TextMagic answer can hold one.
+finite = st.floats(allow_nan=False, allow_infinity=False)
+cells = st.one_of(st.none(), st.booleans(), st.integers(), finite, texts, st.just({"nested": [1, "x"]}))
 
 
 @st.composite

@@ -11,8 +11,10 @@ import unicodedata
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 # Beyond 2**53 - 1 many JSON clients lose integer precision, so no real id can be larger.
 MAX_ID = 2**53 - 1
@@ -80,7 +82,28 @@ class DeliveryStatus(StrEnum):
     UNDOCUMENTED_H = "h"
 
 
-class TextMagicModel(BaseModel):
+class OutputModel(BaseModel):
+    """A tool result. Its JSON Schema is the model's, flattened: ``{"type": ["string", "null"]}`` rather
+    than ``anyOf`` for nullable fields, and no generated titles. Same meaning, fewer tokens in the tool
+    listing, and quicker for every client to check results against."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(core_schema)
+        for field in handler.resolve_ref_schema(json_schema).get("properties", {}).values():
+            field.pop("title", None)
+            options = field.get("anyOf")
+            if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+                other = options[0] if options[1] == {"type": "null"} else options[1]
+                if set(other) == {"type"} and isinstance(other["type"], str):
+                    del field["anyOf"]
+                    field["type"] = [other["type"], "null"]
+        return json_schema
+
+
+class TextMagicModel(OutputModel):
     """A TextMagic object: camelCase on the wire, unknown fields kept."""
 
     model_config = ConfigDict(
@@ -220,7 +243,7 @@ class SessionPreview(TextMagicModel):
     price: float | None = None
 
 
-class DeletePreview(BaseModel):
+class DeletePreview(OutputModel):
     """What a confirmed call would delete."""
 
     sessions: list[SessionPreview] = Field(
@@ -237,7 +260,7 @@ class DeletePreview(BaseModel):
     )
 
 
-class DeleteResult(BaseModel):
+class DeleteResult(OutputModel):
     """Outcome of a delete call: a preview with a confirmation token, or what was deleted."""
 
     deleted: bool = Field(description="True only when sessions were deleted by this call.")
