@@ -33,7 +33,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from server.textmagic import POOL_SIZE
-from tools.render import expand
+from tools.render import expand, without_nulls
 
 RESULTS = Path(__file__).parent / "results"
 FLOOR = str(Path(__file__).with_name("floor_server.py"))
@@ -148,7 +148,7 @@ async def tokens(served: Any, session_id: int) -> dict[str, Any]:
             text = "".join(block.text for block in result.content if block.type == "text")
             raw = (await http.get(path, params=params)).text
             # Nothing lost: the text expands back to TextMagic's page, nulls aside.
-            lossless = expand(json.loads(text)) == _without_nulls(json.loads(raw))
+            lossless = expand(json.loads(text)) == without_nulls(json.loads(raw))
             ours_tokens, raw_tokens = len(encoding.encode(text)), len(encoding.encode(raw))
             figures[tool] = {
                 "items": len(json.loads(raw)["resources"]),
@@ -159,14 +159,6 @@ async def tokens(served: Any, session_id: int) -> dict[str, Any]:
                 "lossless": lossless,
             }
     return figures
-
-
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
 
 
 async def memory(url: str, session_ids: list[int], calls: int) -> dict[str, Any]:

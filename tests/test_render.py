@@ -12,21 +12,13 @@ from pydantic import BaseModel, ConfigDict
 
 from server.sandbox import Emulator
 from tests.conftest import connect, text_of
-from tools.render import as_result, expand
+from tools.render import as_result, expand, without_nulls
 
 
 class Page(BaseModel):
     model_config = ConfigDict(extra="allow")
     page: int
     resources: list[dict[str, Any]]
-
-
-def without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [without_nulls(v) for v in value]
-    return value
 
 
 texts = st.sampled_from(

@@ -37,6 +37,14 @@ def as_result(model: BaseModel) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
+def without_nulls(page: dict[str, Any]) -> dict[str, Any]:
+    """``page`` with the null fields of each resource left out: what ``expand`` gives back for its table."""
+    return {
+        **page,
+        "resources": [{k: v for k, v in item.items() if v is not None} for item in page["resources"]],
+    }
+
+
 def expand(rendered: dict[str, Any]) -> dict[str, Any]:
     """The page a table rendering stands for, without nulls: the inverse of ``as_result`` for pages."""
     if "columns" not in rendered:
