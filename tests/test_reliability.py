@@ -8,11 +8,14 @@ from email.utils import format_datetime
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 
+from server.ratelimit import RateLimiter
 from server.retry import RetryPolicy, retry_after_seconds
 from server.sandbox import Emulator
-from tests.conftest import ServedEmulator, connect, text_of, tm_requests
+from server.textmagic import TextMagicClient, UncertainOutcome
+from tests.conftest import API_KEY, USERNAME, ServedEmulator, connect, text_of, tm_requests
 from tests.test_http import HttpProcess, mcp_client
 
 pytestmark = pytest.mark.anyio
@@ -313,3 +316,52 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     assert all(0 <= d <= 0.2 for d in delays[1]) and all(0 <= d <= 0.4 for d in delays[2])
     assert all(0 <= d <= 1.0 for d in delays[10]) and max(delays[10]) > 0.8
     assert len(set(delays[3])) > 150, "jittered, not fixed"
+
+
+class FailingFirst(httpx2.AsyncBaseTransport):
+    """A real HTTP transport to the emulator behind which the first ``times`` sends fail with ``error``."""
+
+    def __init__(self, error: Exception, times: int) -> None:
+        self._real = httpx2.AsyncHTTPTransport()
+        self._error = error
+        self._left = times
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self._left > 0:
+            self._left -= 1
+            raise self._error
+        return await self._real.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._real.aclose()
+
+
+def textmagic_client(served: ServedEmulator, transport: httpx2.AsyncBaseTransport) -> TextMagicClient:
+    return TextMagicClient(
+        base_url=served.url,
+        username=USERNAME,
+        api_key=API_KEY,
+        timeout=5,
+        pacer=RateLimiter(1000),
+        retry=RetryPolicy(base_delay=0.01),
+        transport=transport,
+    )
+
+
+async def test_bulk_delete_is_retried_when_it_never_left(served: ServedEmulator, emulator: Emulator) -> None:
+    ids = sorted(newest(emulator, 2))
+    refused = httpx2.ConnectError("connection refused")
+    async with textmagic_client(served, FailingFirst(refused, times=2)) as client:
+        await client.delete_sessions(ids)
+    assert sent(emulator, "POST") == 1 and sorted(emulator.deleted_ids) == ids
+
+
+async def test_bulk_delete_is_not_resent_once_it_may_have_arrived(
+    served: ServedEmulator, emulator: Emulator
+) -> None:
+    ids = sorted(newest(emulator, 2))
+    dropped = httpx2.ReadError("connection reset by peer")
+    async with textmagic_client(served, FailingFirst(dropped, times=1)) as client:
+        with pytest.raises(UncertainOutcome, match="may or may not have been carried out"):
+            await client.delete_sessions(ids)
+    assert sent(emulator, "POST") == 0 and emulator.deleted_ids == []
