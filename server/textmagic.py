@@ -184,7 +184,6 @@ class TextMagicClient:
                 asked_wait = retry_after_seconds(response.headers.get("retry-after"))
             maybe_received = maybe_received or reached
             elapsed = anyio.current_time() - started
-            tries = f"Tried {attempt} time{'s' if attempt > 1 else ''} over {elapsed:.1f} s."
             if reached and not resend_if_maybe_received:
                 raise UncertainOutcome(
                     f"TextMagic at {self.base_url} failed after the request was sent ({problem}); it may or "
@@ -194,6 +193,7 @@ class TextMagicClient:
             if attempt < self._retry.max_attempts and elapsed + delay <= self._retry.budget:
                 await anyio.sleep(delay)
                 continue
+            tries = f"Tried {attempt} time{'s' if attempt > 1 else ''} over {elapsed:.1f} s."
             if failed is not None:
                 error = _status_error(failed, subject)
                 later = f" TextMagic asked to wait {asked_wait:.0f} s (Retry-After)." if asked_wait else ""

@@ -111,6 +111,14 @@ class DeletePlan:
     def nothing_to_delete(self) -> bool:
         return self.all_count == 0 if self.delete_all else not self.sessions
 
+    @property
+    def total_numbers_count(self) -> int:
+        return sum(s.numbers_count or 0 for s in self.sessions)
+
+    @property
+    def total_price(self) -> float:
+        return round(sum(s.price or 0.0 for s in self.sessions), 4)
+
     def preview(self) -> DeletePreview:
         if self.delete_all:
             return DeletePreview(all_sessions_count=self.all_count)
@@ -118,17 +126,16 @@ class DeletePlan:
             sessions=[_brief(s) for s in self.sessions],
             ids=self.present_ids,
             missing_ids=list(self.missing),
-            total_numbers_count=sum(s.numbers_count or 0 for s in self.sessions),
-            total_price=round(sum(s.price or 0.0 for s in self.sessions), 4),
+            total_numbers_count=self.total_numbers_count,
+            total_price=self.total_price,
         )
 
     def summary(self) -> str:
         if self.delete_all:
             return f"ALL {_sessions(self.all_count or 0)} of the account"
-        preview = self.preview()
         return (
-            f"{_sessions(len(self.sessions))} ({preview.total_numbers_count} recipients, "
-            f"{preview.total_price:.2f} in account currency)"
+            f"{_sessions(len(self.sessions))} ({self.total_numbers_count} recipients, "
+            f"{self.total_price:.2f} in account currency)"
         )
 
 
