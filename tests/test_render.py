@@ -110,3 +110,11 @@ async def test_list_tools_text_is_lossless_and_short(make_server: Any, emulator:
     text = text_of(result)
     assert expand(json.loads(text)) == without_nulls(result.structured_content)
     assert len(text) < 0.6 * len(json.dumps(result.structured_content, separators=(",", ":")))
+
+
+def test_a_column_is_a_copy_only_of_an_equal_original() -> None:
+    # "code" loses its shared prefix in the table; "short" equals what remains, but not the original.
+    resources = [{"id": 1, "code": "SALE-100", "short": "100"}, {"id": 2, "code": "SALE-200", "short": "200"}]
+    rendered = json.loads(text_of(as_result(Page(page=1, resources=resources))))
+    assert "copies" not in rendered
+    assert expand(rendered) == without_nulls({"page": 1, "resources": resources})

@@ -76,19 +76,21 @@ _TABLE_KEYS = frozenset({"same", "copies", "affixes", "repeats", "columns", "row
 def _table(items: list[dict[str, Any]]) -> dict[str, Any]:
     names = list(dict.fromkeys(name for item in items for name in item))
     values = {name: [item.get(name) for item in items] for name in names}
+    # Kept apart: ``values`` is rewritten below (affixes cut, repeats marked), a copy must equal the original.
+    originals = dict(values)
     same: dict[str, Any] = {}
     copies: dict[str, str] = {}
     affixes: dict[str, list[str]] = {}
     repeats: list[str] = []
     columns: list[str] = []
-    for name, column in values.items():
+    for name, column in originals.items():
         present = [value for value in column if value is not None]
         if not present:
             continue
         if len(items) > 1 and len(present) == len(column) and all(value == column[0] for value in column):
             same[name] = column[0]
             continue
-        original = next((kept for kept in columns if values[kept] == column), None)
+        original = next((kept for kept in columns if originals[kept] == column), None)
         if original is not None:
             copies[name] = original
             continue
@@ -138,7 +140,7 @@ def _mark_repeats(values: dict[str, list[Any]], name: str) -> bool:
     """Replace long values seen in an earlier row by {"sameAs": that row's id}; True if any was."""
     first_seen: dict[str, Any] = {}
     marked = False
-    column = values[name]
+    column = list(values[name])
     for i, value in enumerate(column):
         if not isinstance(value, str) or len(value) < _MIN_REPEAT:
             continue
@@ -147,6 +149,7 @@ def _mark_repeats(values: dict[str, list[Any]], name: str) -> bool:
             marked = True
         else:
             first_seen[value] = values["id"][i]
+    values[name] = column
     return marked
 
 
