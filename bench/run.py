@@ -5,8 +5,9 @@
 1. cold start: spawn to the first tools/list answer over stdio, ours against a minimal MCPServer;
 2. per-call overhead: warm get_message_session over stdio, against a trivial call on the minimal server plus
    the same TextMagic request made directly with httpx2;
-3. concurrency: 50 concurrent get_message_session_stat calls at 100 ms TextMagic latency, against one call;
-   and the TCP connections TextMagic saw, against the pool size;
+3. concurrency: 50 concurrent get_message_session_stat calls at 100 ms TextMagic latency, against one call,
+   beside the same ratio for a minimal MCPServer whose tool makes the request with httpx2; and the TCP
+   connections TextMagic saw, against the pool size;
 4. tokens: the text a model reads for a 100-item page, against TextMagic's own JSON for it (cl100k_base);
 5. memory: the server's RSS after start and after 10,000 calls.
 
@@ -37,6 +38,7 @@ from tools.render import expand, without_nulls
 
 RESULTS = Path(__file__).parent / "results"
 FLOOR = str(Path(__file__).with_name("floor_server.py"))
+FLOOR_PROXY = str(Path(__file__).with_name("floor_proxy_server.py"))
 # High enough that pacing never shapes these figures: they measure the server, not TextMagic's limit.
 UNPACED = {"TEXTMAGIC_RATE_LIMIT": "1000"}
 # Where the servers' stderr goes during measurements; open for the script's life.
@@ -49,6 +51,12 @@ def ours(url: str) -> StdioServerParameters:
 
 def floor() -> StdioServerParameters:
     return StdioServerParameters(command=sys.executable, args=[FLOOR])
+
+
+def floor_proxy(url: str) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable, args=[FLOOR_PROXY, str(POOL_SIZE)], env=server_environment(url)
+    )
 
 
 async def time_to_first_listing(params: StdioServerParameters) -> float:
@@ -105,27 +113,45 @@ async def per_call(url: str, calls: int, session_id: int) -> dict[str, Any]:
     }
 
 
-async def concurrency(served: Any, session_ids: list[int]) -> dict[str, Any]:
+async def burst(client: Client, session_ids: list[int]) -> float:
+    started = time.perf_counter()
+    async with anyio.create_task_group() as group:
+        for n in range(50):
+            group.start_soon(
+                client.call_tool, "get_message_session_stat", {"id": session_ids[n % len(session_ids)]}
+            )
+    return time.perf_counter() - started
+
+
+async def concurrency(served: Any, session_ids: list[int], rounds: int) -> dict[str, Any]:
     emulator = served.emulator
     emulator.latency = 0.1
-    async with Client(stdio_client(ours(served.url), errlog=QUIET)) as client:
-        await client.call_tool("get_message_session_stat", {"id": session_ids[0]})
-        started = time.perf_counter()
-        await client.call_tool("get_message_session_stat", {"id": session_ids[0]})
-        one = time.perf_counter() - started
-        before = len(emulator.requests)
-        started = time.perf_counter()
-        async with anyio.create_task_group() as group:
-            for n in range(50):
-                group.start_soon(
-                    client.call_tool,
-                    "get_message_session_stat",
-                    {"id": session_ids[n % len(session_ids)]},
-                )
-        fifty = time.perf_counter() - started
-        peers = {r.peer for r in emulator.requests[before:]}
+    samples: dict[str, dict[str, list[float]]] = {
+        name: {"one_s": [], "fifty_s": []} for name in ("ours", "floor")
+    }
+    peers: set[str | None] = set()
+    async with (
+        Client(stdio_client(ours(served.url), errlog=QUIET)) as server,
+        Client(stdio_client(floor_proxy(served.url), errlog=QUIET)) as minimal,
+    ):
+        clients = {"ours": server, "floor": minimal}
+        for client in clients.values():
+            await client.call_tool("get_message_session_stat", {"id": session_ids[0]})
+        for _ in range(rounds):
+            # Interleaved round by round, so that drift on the machine weighs on both alike.
+            for name, client in clients.items():
+                started = time.perf_counter()
+                await client.call_tool("get_message_session_stat", {"id": session_ids[0]})
+                samples[name]["one_s"].append(time.perf_counter() - started)
+                before = len(emulator.requests)
+                samples[name]["fifty_s"].append(await burst(client, session_ids))
+                if name == "ours":
+                    peers |= {r.peer for r in emulator.requests[before:]}
     emulator.latency = 0.0
-    return {"one_call_s": one, "fifty_calls_s": fifty, "connections": len(peers), "pool_size": POOL_SIZE}
+    figures: dict[str, Any] = {
+        name: {key: spread(values) for key, values in series.items()} for name, series in samples.items()
+    }
+    return figures | {"connections": len(peers), "pool_size": POOL_SIZE}
 
 
 async def tokens(served: Any, session_id: int) -> dict[str, Any]:
@@ -210,10 +236,18 @@ async def run(quick: bool) -> dict[str, Any]:
         figures: dict[str, Any] = {"machine": machine()}
         figures["cold_start"] = await cold_start(served.url, 5 if quick else 12)
         figures["per_call"] = await per_call(served.url, 200 if quick else 600, ids[0])
-        figures["concurrency"] = await concurrency(served, ids)
+        figures["concurrency"] = await concurrency(served, ids, 5 if quick else 25)
         figures["tokens"] = await tokens(served, biggest)
         figures["memory"] = await memory(served.url, ids, 2_000 if quick else 10_000)
     return figures
+
+
+def one(figure: dict[str, Any]) -> float:
+    return float(figure["one_s"]["median"])
+
+
+def fifty(figure: dict[str, Any]) -> float:
+    return float(figure["fifty_s"]["median"])
 
 
 def report(figures: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -237,10 +271,16 @@ def report(figures: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "<= 1.2x",
         ),
         (
-            "50 concurrent calls vs one",
-            f"{conc['fifty_calls_s'] * 1000:.0f} ms vs {conc['one_call_s'] * 1000:.0f} ms",
-            f"{conc['fifty_calls_s'] / conc['one_call_s']:.2f}x",
+            "50 concurrent calls vs one (median)",
+            f"{fifty(conc['ours']) * 1000:.0f} ms vs {one(conc['ours']) * 1000:.0f} ms",
+            f"{fifty(conc['ours']) / one(conc['ours']):.2f}x",
             "<= 1.5x",
+        ),
+        (
+            "  floor: the same, minimal server + httpx2",
+            f"{fifty(conc['floor']) * 1000:.0f} ms vs {one(conc['floor']) * 1000:.0f} ms",
+            f"{fifty(conc['floor']) / one(conc['floor']):.2f}x",
+            "",
         ),
         ("TCP connections for them", f"{conc['connections']} (pool {conc['pool_size']})", "", "<= pool"),
     ]

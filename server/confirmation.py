@@ -74,11 +74,11 @@ class Confirmations:
     def verify(self, token: str, operation: str, target: Target) -> None:
         """Raise ConfirmationError unless ``token`` was issued here for ``operation`` on exactly ``target``."""
         again = "Call again without confirm to get a fresh preview and token, and show it to the user."
-        parts = token.split(".") if len(token) <= _MAX_TOKEN_LENGTH else []
+        # Tokens are ASCII by construction; anything else is tampered (a lone surrogate cannot even be encoded).
+        parts = token.split(".") if len(token) <= _MAX_TOKEN_LENGTH and token.isascii() else []
         if len(parts) != 3 or parts[0] != _VERSION:
             raise ConfirmationError(f"The confirmation token is malformed. {again}")
         claims_part, signature = parts[1], parts[2]
-        # Bytes, not str: compare_digest refuses non-ASCII str, and a tampered token may hold anything.
         if not hmac.compare_digest(signature.encode(), self._sign(claims_part).encode()):
             raise ConfirmationError(
                 "The confirmation token was not issued by this server (altered, or signed with another "

@@ -33,6 +33,7 @@ def track_statuses() -> list[int]:
 USER_AGENT = f"textmagic-sessions-mcp/{__version__}"
 # TextMagic allows 50 requests/s per account: more requests in flight than that cannot help.
 POOL_SIZE = 50
+POOL_SHARDS = 50
 _MAX_ERROR_TEXT = 300
 
 
@@ -71,7 +72,7 @@ class TextMagicClient:
             auth=httpx2.BasicAuth(username, api_key),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
-            transport=transport or _PooledOnFirstUse(),
+            transport=transport or _ConnectionPools(),
             follow_redirects=False,
         )
 
@@ -209,25 +210,40 @@ class TextMagicClient:
             )
 
 
-class _PooledOnFirstUse(httpx2.AsyncBaseTransport):
-    """The connection pool, built on the first request rather than at start.
+class _ConnectionPools(httpx2.AsyncBaseTransport):
+    """POOL_SIZE keep-alive connections in POOL_SHARDS pools, built on the first request rather than at start.
 
-    Building it loads the CA certificates for TLS: tens of milliseconds, up to a tenth of a second the first
+    Building them loads the CA certificates for TLS: tens of milliseconds, up to a tenth of a second the first
     time in a process, which every MCP client would otherwise wait for before the tools are even listed.
+
+    Shards, because httpcore2 probes the socket of every idle connection in a pool each time a request
+    starts or ends (pydantic/httpx2#1169): with one pool of 50, a burst of calls spent more CPU on those
+    probes than on the requests. A request goes to the shard with the fewest requests in flight, so calls
+    one at a time keep reusing the first shard's connection.
     """
 
     def __init__(self) -> None:
-        self._pool: httpx2.AsyncHTTPTransport | None = None
+        self._pools: list[httpx2.AsyncHTTPTransport] = []
+        self._in_flight: list[int] = []
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if self._pool is None:
-            limits = httpx2.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE)
-            self._pool = httpx2.AsyncHTTPTransport(limits=limits)
-        return await self._pool.handle_async_request(request)
+        if not self._pools:
+            tls = httpx2.create_ssl_context()
+            size = POOL_SIZE // POOL_SHARDS
+            limits = httpx2.Limits(max_connections=size, max_keepalive_connections=size)
+            self._pools = [httpx2.AsyncHTTPTransport(verify=tls, limits=limits) for _ in range(POOL_SHARDS)]
+            self._in_flight = [0] * POOL_SHARDS
+        shard = self._in_flight.index(min(self._in_flight))
+        self._in_flight[shard] += 1
+        try:
+            # Counted until the answer's headers arrive: TextMagic's bodies are small and follow at once.
+            return await self._pools[shard].handle_async_request(request)
+        finally:
+            self._in_flight[shard] -= 1
 
     async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.aclose()
+        for pool in self._pools:
+            await pool.aclose()
 
 
 def _parse(response: httpx2.Response, model: type[ModelT]) -> ModelT:

@@ -14,7 +14,7 @@ import pytest
 from server.ratelimit import RateLimiter
 from server.retry import RetryPolicy, retry_after_seconds
 from server.sandbox import Emulator
-from server.textmagic import TextMagicClient, UncertainOutcome
+from server.textmagic import POOL_SIZE, TextMagicClient, UncertainOutcome
 from tests.conftest import API_KEY, USERNAME, ServedEmulator, connect, text_of, tm_requests
 from tests.test_http import HttpProcess, mcp_client
 
@@ -336,7 +336,9 @@ class FailingFirst(httpx2.AsyncBaseTransport):
         await self._real.aclose()
 
 
-def textmagic_client(served: ServedEmulator, transport: httpx2.AsyncBaseTransport) -> TextMagicClient:
+def textmagic_client(
+    served: ServedEmulator, transport: httpx2.AsyncBaseTransport | None = None
+) -> TextMagicClient:
     return TextMagicClient(
         base_url=served.url,
         username=USERNAME,
@@ -365,3 +367,35 @@ async def test_bulk_delete_is_not_resent_once_it_may_have_arrived(
         with pytest.raises(UncertainOutcome, match="may or may not have been carried out"):
             await client.delete_sessions(ids)
     assert sent(emulator, "POST") == 0 and emulator.deleted_ids == []
+
+
+def peers(emulator: Emulator) -> set[str | None]:
+    return {r.peer for r in tm_requests(emulator)}
+
+
+async def test_calls_one_at_a_time_reuse_one_connection(served: ServedEmulator, emulator: Emulator) -> None:
+    async with textmagic_client(served) as client:
+        for session_id in newest(emulator, 10):
+            await client.get_session_stat(session_id, include_deleted=False)
+    assert len(tm_requests(emulator)) == 10 and len(peers(emulator)) == 1
+
+
+async def test_concurrent_requests_fill_the_whole_pool_and_no_more(
+    served: ServedEmulator, emulator: Emulator
+) -> None:
+    ids = newest(emulator, 30) * 2
+    # Long enough that the first POOL_SIZE requests are all in flight before any is answered.
+    emulator.latency = 1.0
+    stats: list[Any] = []
+    async with textmagic_client(served) as client, anyio.create_task_group() as group:
+        for session_id in ids:
+
+            async def one(session_id: int = session_id) -> None:
+                stats.append(await client.get_session_stat(session_id, include_deleted=False))
+
+            group.start_soon(one)
+        assert await anyio.to_thread.run_sync(emulator.wait_for_requests, POOL_SIZE)
+        # Every shard of the pool took its share: one pool alone could not have held them all.
+        assert len(peers(emulator)) == POOL_SIZE
+    assert len(stats) == len(ids) == 60
+    assert len(peers(emulator)) == POOL_SIZE
