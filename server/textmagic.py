@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 import httpx2
@@ -211,15 +211,15 @@ class TextMagicClient:
 
 
 class _ConnectionPools(httpx2.AsyncBaseTransport):
-    """POOL_SIZE keep-alive connections in POOL_SHARDS pools, built on the first request rather than at start.
+    """POOL_SIZE keep-alive connections, each in a pool of its own, built on the first request rather than at start.
 
     Building them loads the CA certificates for TLS: tens of milliseconds, up to a tenth of a second the first
     time in a process, which every MCP client would otherwise wait for before the tools are even listed.
 
-    Shards, because httpcore2 probes the socket of every idle connection in a pool each time a request
-    starts or ends (pydantic/httpx2#1169): with one pool of 50, a burst of calls spent more CPU on those
-    probes than on the requests. A request goes to the shard with the fewest requests in flight, so calls
-    one at a time keep reusing the first shard's connection.
+    A pool per connection, because httpcore2 probes the socket of every idle connection in a pool each time a
+    request starts or ends (pydantic/httpx2#1169): in one pool of 50, a burst of calls spent more CPU on
+    those probes than on the requests themselves. A request takes the first connection with nothing in
+    flight (the least busy one when none is free), so calls one at a time keep reusing the first.
     """
 
     def __init__(self) -> None:
@@ -229,21 +229,47 @@ class _ConnectionPools(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if not self._pools:
             tls = httpx2.create_ssl_context()
-            size = POOL_SIZE // POOL_SHARDS
-            limits = httpx2.Limits(max_connections=size, max_keepalive_connections=size)
-            self._pools = [httpx2.AsyncHTTPTransport(verify=tls, limits=limits) for _ in range(POOL_SHARDS)]
-            self._in_flight = [0] * POOL_SHARDS
-        shard = self._in_flight.index(min(self._in_flight))
-        self._in_flight[shard] += 1
+            one = httpx2.Limits(max_connections=1, max_keepalive_connections=1)
+            self._pools = [httpx2.AsyncHTTPTransport(verify=tls, limits=one) for _ in range(POOL_SIZE)]
+            self._in_flight = [0] * POOL_SIZE
+        slot = self._in_flight.index(min(self._in_flight))
+        self._in_flight[slot] += 1
+
+        def release() -> None:
+            self._in_flight[slot] -= 1
+
         try:
-            # Counted until the answer's headers arrive: TextMagic's bodies are small and follow at once.
-            return await self._pools[shard].handle_async_request(request)
-        finally:
-            self._in_flight[shard] -= 1
+            response = await self._pools[slot].handle_async_request(request)
+        except BaseException:
+            release()
+            raise
+        # Busy until the body is read and closed, not just until the headers came (an async pool's body is async).
+        response.stream = _ReleasedOnClose(cast(httpx2.AsyncByteStream, response.stream), release)
+        return response
 
     async def aclose(self) -> None:
         for pool in self._pools:
             await pool.aclose()
+
+
+class _ReleasedOnClose(httpx2.AsyncByteStream):
+    """A response body that calls ``release`` once, when it is closed."""
+
+    def __init__(self, body: httpx2.AsyncByteStream, release: Callable[[], None]) -> None:
+        self._body = body
+        self._release: Callable[[], None] | None = release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._body:
+            yield chunk
+
+    async def aclose(self) -> None:
+        release, self._release = self._release, None
+        try:
+            await self._body.aclose()
+        finally:
+            if release is not None:
+                release()
 
 
 def _parse(response: httpx2.Response, model: type[ModelT]) -> ModelT:
