@@ -1,4 +1,5 @@
-"""The concurrency floor: a minimal MCPServer whose one tool makes the TextMagic request with a plain httpx2 client.
+"""The concurrency floors: a minimal MCPServer whose tool makes the TextMagic request with a plain httpx2 client,
+and whose other tool only waits, as long as TextMagic's latency, without any HTTP.
 
 Started like ours, with the same TEXTMAGIC_* environment and a pool as large as ours (the first argument), for
 the ratios in run.py.
@@ -8,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+import anyio
 import httpx2
 from mcp.server import MCPServer
 
@@ -26,6 +28,13 @@ async def get_message_session_stat(id: int) -> dict[str, Any]:
     response = await http.get(f"/api/v2/sessions/{id}/stat", params={"includeDeleted": 0})
     data: dict[str, Any] = response.json()
     return data
+
+
+@server.tool()
+async def wait(seconds: float) -> dict[str, float]:
+    """Wait, then answer: all a call costs beyond the wait is the SDK's."""
+    await anyio.sleep(seconds)
+    return {"waited": seconds}
 
 
 if __name__ == "__main__":

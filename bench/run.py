@@ -6,8 +6,8 @@
 2. per-call overhead: warm get_message_session over stdio, against a trivial call on the minimal server plus
    the same TextMagic request made directly with httpx2;
 3. concurrency: 50 concurrent get_message_session_stat calls at 100 ms TextMagic latency, against one call,
-   beside the same ratio for a minimal MCPServer whose tool makes the request with httpx2; and the TCP
-   connections TextMagic saw, against the pool size;
+   beside the same ratio for a minimal MCPServer whose tool makes the request with httpx2, and for one whose
+   tool only waits 100 ms; and the TCP connections TextMagic saw, against the pool size;
 4. tokens: the text a model reads for a 100-item page, against TextMagic's own JSON for it (cl100k_base);
 5. memory: the server's RSS after start and after 10,000 calls.
 
@@ -113,13 +113,11 @@ async def per_call(url: str, calls: int, session_id: int) -> dict[str, Any]:
     }
 
 
-async def burst(client: Client, session_ids: list[int]) -> float:
+async def burst(call: Any) -> float:
     started = time.perf_counter()
     async with anyio.create_task_group() as group:
         for n in range(50):
-            group.start_soon(
-                client.call_tool, "get_message_session_stat", {"id": session_ids[n % len(session_ids)]}
-            )
+            group.start_soon(call, n)
     return time.perf_counter() - started
 
 
@@ -127,24 +125,34 @@ async def concurrency(served: Any, session_ids: list[int], rounds: int) -> dict[
     emulator = served.emulator
     emulator.latency = 0.1
     samples: dict[str, dict[str, list[float]]] = {
-        name: {"one_s": [], "fifty_s": []} for name in ("ours", "floor")
+        name: {"one_s": [], "fifty_s": []} for name in ("ours", "floor", "sdk_only")
     }
     peers: set[str | None] = set()
     async with (
         Client(stdio_client(ours(served.url), errlog=QUIET)) as server,
         Client(stdio_client(floor_proxy(served.url), errlog=QUIET)) as minimal,
     ):
-        clients = {"ours": server, "floor": minimal}
-        for client in clients.values():
-            await client.call_tool("get_message_session_stat", {"id": session_ids[0]})
+
+        def stat(client: Client) -> Any:
+            return lambda n: client.call_tool(
+                "get_message_session_stat", {"id": session_ids[n % len(session_ids)]}
+            )
+
+        calls = {
+            "ours": stat(server),
+            "floor": stat(minimal),
+            "sdk_only": lambda _n: minimal.call_tool("wait", {"seconds": emulator.latency}),
+        }
+        for call in calls.values():
+            await call(0)
         for _ in range(rounds):
-            # Interleaved round by round, so that drift on the machine weighs on both alike.
-            for name, client in clients.items():
+            # Interleaved round by round, so that drift on the machine weighs on all alike.
+            for name, call in calls.items():
                 started = time.perf_counter()
-                await client.call_tool("get_message_session_stat", {"id": session_ids[0]})
+                await call(0)
                 samples[name]["one_s"].append(time.perf_counter() - started)
                 before = len(emulator.requests)
-                samples[name]["fifty_s"].append(await burst(client, session_ids))
+                samples[name]["fifty_s"].append(await burst(call))
                 if name == "ours":
                     peers |= {r.peer for r in emulator.requests[before:]}
     emulator.latency = 0.0
@@ -277,9 +285,15 @@ def report(figures: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "<= 1.5x",
         ),
         (
-            "  floor: the same, minimal server + httpx2",
+            "  floor: minimal server + httpx2, the same",
             f"{fifty(conc['floor']) * 1000:.0f} ms vs {one(conc['floor']) * 1000:.0f} ms",
             f"{fifty(conc['floor']) / one(conc['floor']):.2f}x",
+            "",
+        ),
+        (
+            "  floor: minimal server, a 100 ms wait",
+            f"{fifty(conc['sdk_only']) * 1000:.0f} ms vs {one(conc['sdk_only']) * 1000:.0f} ms",
+            f"{fifty(conc['sdk_only']) / one(conc['sdk_only']):.2f}x",
             "",
         ),
         ("TCP connections for them", f"{conc['connections']} (pool {conc['pool_size']})", "", "<= pool"),

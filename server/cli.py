@@ -49,12 +49,16 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"{PROG}: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
-    if command == "serve" and settings.transport == "http":
-        from server.http import serve_http
+    if command == "serve":
+        from server.app import settle_for_serving
 
-        serve_http(server, settings)
-    elif command == "serve":
-        server.run("stdio")
+        settle_for_serving()
+        if settings.transport == "http":
+            from server.http import serve_http
+
+            serve_http(server, settings)
+        else:
+            server.run("stdio")
     elif command == "tools":
         sys.exit(_run(_list_tools(server)))
     else:

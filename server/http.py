@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import __version__
-from server.app import SessionsServer, build_server
+from server.app import SessionsServer, build_server, settle_for_serving
 from server.config import Settings, load_settings
 from server.textmagic import TextMagicError
 
@@ -171,7 +171,9 @@ def app_from_environment() -> ASGIApp:
     TEXTMAGIC_RATE_LIMIT (50 / N), and must share TEXTMAGIC_CONFIRMATION_SECRET.
     """
     settings = load_settings(transport="http")
-    return http_app(build_server(settings), settings)
+    app = http_app(build_server(settings), settings)
+    settle_for_serving()
+    return app
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

@@ -1,4 +1,5 @@
-"""OpenTelemetry: the SDK's span per message only when a tracer provider is installed to record it."""
+"""The serving process: the SDK's span per message only when a tracer provider records it, and a garbage collector
+settled for a long run."""
 
 from __future__ import annotations
 
@@ -35,3 +36,20 @@ print(sum(isinstance(m, OpenTelemetryMiddleware) for m in server.middleware))
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "1"
+
+
+def test_a_served_process_leaves_its_start_up_objects_out_of_collections() -> None:
+    # In a fresh interpreter: freezing is for the whole process.
+    program = """
+import gc
+from server.app import build_server, settle_for_serving
+from server.config import load_settings
+build_server(load_settings(sandbox=True))
+settle_for_serving()
+print(gc.get_freeze_count(), gc.get_threshold()[0], gc.get_count()[2])
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    frozen, young_threshold, old = map(int, done.stdout.split())
+    assert frozen > 20_000 and young_threshold == 10_000 and old == 0
