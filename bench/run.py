@@ -250,12 +250,9 @@ async def run(quick: bool) -> dict[str, Any]:
     return figures
 
 
-def one(figure: dict[str, Any]) -> float:
-    return float(figure["one_s"]["median"])
-
-
-def fifty(figure: dict[str, Any]) -> float:
-    return float(figure["fifty_s"]["median"])
+def burst_row(label: str, figure: dict[str, Any], goal: str) -> tuple[str, str, str, str]:
+    one, fifty = figure["one_s"]["median"], figure["fifty_s"]["median"]
+    return (label, f"{fifty * 1000:.0f} ms vs {one * 1000:.0f} ms", f"{fifty / one:.2f}x", goal)
 
 
 def report(figures: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -278,24 +275,9 @@ def report(figures: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             f"{call['ours_s']['median'] / call['floor_s']['median']:.2f}x",
             "<= 1.2x",
         ),
-        (
-            "50 concurrent calls vs one (median)",
-            f"{fifty(conc['ours']) * 1000:.0f} ms vs {one(conc['ours']) * 1000:.0f} ms",
-            f"{fifty(conc['ours']) / one(conc['ours']):.2f}x",
-            "<= 1.5x",
-        ),
-        (
-            "  floor: minimal server + httpx2, the same",
-            f"{fifty(conc['floor']) * 1000:.0f} ms vs {one(conc['floor']) * 1000:.0f} ms",
-            f"{fifty(conc['floor']) / one(conc['floor']):.2f}x",
-            "",
-        ),
-        (
-            "  floor: minimal server, a 100 ms wait",
-            f"{fifty(conc['sdk_only']) * 1000:.0f} ms vs {one(conc['sdk_only']) * 1000:.0f} ms",
-            f"{fifty(conc['sdk_only']) / one(conc['sdk_only']):.2f}x",
-            "",
-        ),
+        burst_row("50 concurrent calls vs one (median)", conc["ours"], "<= 1.5x"),
+        burst_row("  floor: minimal server + httpx2, the same", conc["floor"], ""),
+        burst_row("  floor: minimal server, a 100 ms wait", conc["sdk_only"], ""),
         ("TCP connections for them", f"{conc['connections']} (pool {conc['pool_size']})", "", "<= pool"),
     ]
     for tool, page in figures["tokens"].items():
