@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from types import TracebackType
@@ -33,7 +34,6 @@ def track_statuses() -> list[int]:
 USER_AGENT = f"textmagic-sessions-mcp/{__version__}"
 # TextMagic allows 50 requests/s per account: more requests in flight than that cannot help.
 POOL_SIZE = 50
-POOL_SHARDS = 50
 _MAX_ERROR_TEXT = 300
 
 
@@ -64,17 +64,22 @@ class TextMagicClient:
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url
+        self._root = base_url.rstrip("/")
         self._timeout = timeout
         self._pacer = pacer
         self._retry = retry
-        self._http = httpx2.AsyncClient(
-            base_url=base_url,
-            auth=httpx2.BasicAuth(username, api_key),
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
-            transport=transport or _ConnectionPools(),
-            follow_redirects=False,
+        credentials = base64.b64encode(f"{username}:{api_key}".encode()).decode("ascii")
+        # httpx2.Headers, not a dict: its repr masks the Authorization value.
+        self._headers = httpx2.Headers(
+            {
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+                "Authorization": f"Basic {credentials}",
+            }
         )
+        self._timeouts = {"timeout": httpx2.Timeout(timeout, connect=min(timeout, 10.0)).as_dict()}
+        self._transport = transport or _ConnectionPools()
 
     async def __aenter__(self) -> TextMagicClient:
         return self
@@ -85,7 +90,7 @@ class TextMagicClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     async def list_sessions(self, *, page: int, limit: int) -> SessionsPage:
         response = await self._request("GET", "/api/v2/sessions", params={"page": page, "limit": limit})
@@ -164,7 +169,7 @@ class TextMagicClient:
             asked_wait: float | None = None
             failed: httpx2.Response | None = None
             try:
-                response = await self._http.request(method, path, params=params, json=json)
+                response = await self._send(method, path, params, json)
             except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
                 reached, problem = False, f"could not connect ({type(exc).__name__}: {exc})"
             except httpx2.TimeoutException:
@@ -208,6 +213,30 @@ class TextMagicClient:
                 f"TextMagic at {self.base_url} is not answering: {problem}. {tries} This is usually temporary: "
                 "try again in a minute."
             )
+
+    async def _send(
+        self, method: str, path: str, params: Mapping[str, Any] | None, json: Mapping[str, Any] | None
+    ) -> httpx2.Response:
+        """One HTTP exchange, body read, through the transport itself rather than ``httpx2.AsyncClient``.
+
+        The client's layers (URL merging, auth flow, redirects, cookies, hooks) do nothing this API needs,
+        and skipping them takes a tenth off the CPU each request costs (``bench/README.md``).
+        """
+        request = httpx2.Request(
+            method,
+            self._root + path,
+            params=params,
+            json=json,
+            headers=self._headers,
+            extensions=self._timeouts,
+        )
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
 
 class _ConnectionPools(httpx2.AsyncBaseTransport):

@@ -3,6 +3,7 @@ error, and the emulator's data intact: nothing deleted by accident, nothing dele
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from starlette.middleware.gzip import GZipMiddleware
 
 from server.ratelimit import RateLimiter
 from server.retry import RetryPolicy, retry_after_seconds
@@ -367,6 +369,44 @@ async def test_bulk_delete_is_not_resent_once_it_may_have_arrived(
         with pytest.raises(UncertainOutcome, match="may or may not have been carried out"):
             await client.delete_sessions(ids)
     assert sent(emulator, "POST") == 0 and emulator.deleted_ids == []
+
+
+class Compressing(httpx2.AsyncBaseTransport):
+    """The emulator behind gzip (when the request accepts it), noting the encoding of every answer."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self._real = httpx2.ASGITransport(app=GZipMiddleware(emulator.app, minimum_size=0))
+        self.encodings: list[str | None] = []
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._real.handle_async_request(request)
+        self.encodings.append(response.headers.get("content-encoding"))
+        return response
+
+
+async def test_compressed_answers_are_read(emulator: Emulator) -> None:
+    # The client asks for gzip itself: it sends through the transport, without httpx2.AsyncClient's defaults.
+    compressing = Compressing(emulator)
+    async with TextMagicClient(
+        base_url="http://textmagic.test",
+        username=USERNAME,
+        api_key=API_KEY,
+        timeout=5,
+        pacer=RateLimiter(1000),
+        retry=RetryPolicy(),
+        transport=compressing,
+    ) as client:
+        page = await client.list_sessions(page=1, limit=5)
+    assert compressing.encodings == ["gzip"]
+    assert len(page.resources) == 5 and page.page_count > 1
+
+
+async def test_the_client_keeps_credentials_out_of_its_repr(served: ServedEmulator) -> None:
+    async with textmagic_client(served) as client:
+        await client.get_session_stat(newest(served.emulator)[0], include_deleted=False)
+        shown = repr(vars(client))
+    basic = base64.b64encode(f"{USERNAME}:{API_KEY}".encode()).decode()
+    assert API_KEY not in shown and basic not in shown and "[secure]" in shown
 
 
 def peers(emulator: Emulator) -> set[str | None]:
