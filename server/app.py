@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from server import __version__
 from server.audit import AuditLog
-from server.config import ConfigError, Settings
+from server.config import ConfigError, Settings, environment_proxy, without_credentials
 from server.confirmation import Confirmations
 from server.context import AppContext, client_name
 from server.ratelimit import RateLimiter
@@ -292,10 +292,14 @@ def _request_state_security(settings: Settings) -> RequestStateSecurity | None:
 
 def _textmagic_connection(settings: Settings) -> dict[str, Any]:
     assert settings.username and settings.api_key, "Settings guarantees credentials outside the sandbox"
+    proxy = environment_proxy(settings.api_root)
+    if proxy:
+        logger.info("TextMagic is reached through the proxy %s", without_credentials(proxy))
     return {
         "base_url": settings.api_root,
         "username": settings.username,
         "api_key": settings.api_key.get_secret_value(),
+        "proxy": proxy,
     }
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -142,6 +144,52 @@ def load_settings(**overrides: Any) -> Settings:
             message = str(error["msg"]).removeprefix("Value error, ")
             problems.append(f"TEXTMAGIC_{field.upper()}: {message}" if field else message)
         raise ConfigError("; ".join(problems)) from None
+
+
+def environment_proxy(url: str) -> str | None:
+    """The HTTP proxy the environment names for requests to ``url``, or None to connect directly.
+
+    Read as curl and httpx read it: ``https_proxy`` or ``http_proxy`` by the URL's scheme, else ``all_proxy``
+    (lower-case names first, then upper-case); ``no_proxy`` lists hosts and domains reached directly, ``*``
+    all of them. Loopback is always reached directly: the emulator, or a tunnel on this machine.
+
+    Raises:
+        ConfigError: for a proxy that is not an http:// or https:// URL with a host. The value is not
+            echoed: it may hold the proxy's password.
+    """
+    host = urllib.parse.urlsplit(url).hostname or ""
+    proxies = urllib.request.getproxies_environment()
+    if is_loopback(host) or _listed(host, proxies.get("no", "")):
+        return None
+    scheme = "https" if url.startswith("https:") else "http"
+    for name in (scheme, "all"):
+        proxy = proxies.get(name)
+        if not proxy:
+            continue
+        found = urllib.parse.urlsplit(proxy)
+        if found.scheme not in ("http", "https") or not found.hostname:
+            raise ConfigError(
+                f"{name.upper()}_PROXY (or {name}_proxy): the proxy for TextMagic must be an http:// or https:// "
+                "URL with a host, such as http://proxy.example:3128 (SOCKS proxies are not supported); "
+                "fix it, or list TextMagic's host in NO_PROXY to connect directly"
+            )
+        return proxy
+    return None
+
+
+def _listed(host: str, no_proxy: str) -> bool:
+    """Whether ``no_proxy`` (comma-separated hosts and domains, ``*`` for all) covers ``host``."""
+    for entry in no_proxy.lower().split(","):
+        entry = entry.strip().lstrip(".")
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return True
+    return False
+
+
+def without_credentials(url: str) -> str:
+    """``url`` with any user name and password left out, for logs and messages."""
+    parts = urllib.parse.urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 def is_loopback(host: str) -> bool:

@@ -14,6 +14,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, ValidationError
 
 from server import __version__
+from server.config import without_credentials
 from server.ratelimit import RateLimiter
 from server.retry import RETRY_STATUSES, RetryPolicy, retry_after_seconds
 from tools.models import MessageSession, MessagesPage, SessionsPage, SessionStat
@@ -61,9 +62,12 @@ class TextMagicClient:
         timeout: float,
         pacer: RateLimiter,
         retry: RetryPolicy,
+        proxy: str | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
+        """``proxy``: an HTTP proxy URL to reach TextMagic through; ``transport`` replaces the connection pool."""
         self.base_url = base_url
+        self._via = f" through the proxy {without_credentials(proxy)}" if proxy else ""
         self._root = base_url.rstrip("/")
         self._timeout = timeout
         self._pacer = pacer
@@ -79,7 +83,7 @@ class TextMagicClient:
             }
         )
         self._timeouts = {"timeout": httpx2.Timeout(timeout, connect=min(timeout, 10.0)).as_dict()}
-        self._transport = transport or _ConnectionPools()
+        self._transport = transport or _ConnectionPools(proxy)
 
     async def __aenter__(self) -> TextMagicClient:
         return self
@@ -170,7 +174,8 @@ class TextMagicClient:
             failed: httpx2.Response | None = None
             try:
                 response = await self._send(method, path, params, json)
-            except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+            # A proxy that refuses the tunnel answers before anything reaches TextMagic.
+            except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.ProxyError) as exc:
                 reached, problem = False, f"could not connect ({type(exc).__name__}: {exc})"
             except httpx2.TimeoutException:
                 reached, problem = True, f"no answer within {self._timeout:g} s (TEXTMAGIC_TIMEOUT)"
@@ -206,8 +211,9 @@ class TextMagicClient:
                 raise TextMagicError(f"{error} {tries}{later}", status=error.status)
             if not reached:
                 raise TextMagicError(
-                    f"Could not reach TextMagic at {self.base_url}: {problem}. {tries} The request never reached "
-                    "TextMagic, so trying again later is safe. Check TEXTMAGIC_BASE_URL and the network connection."
+                    f"Could not reach TextMagic at {self.base_url}{self._via}: {problem}. {tries} The request never "
+                    "reached TextMagic, so trying again later is safe. Check TEXTMAGIC_BASE_URL, the network "
+                    f"connection{' and the proxy (HTTPS_PROXY, HTTP_PROXY, NO_PROXY)' if self._via else ''}."
                 )
             raise TextMagicError(
                 f"TextMagic at {self.base_url} is not answering: {problem}. {tries} This is usually temporary: "
@@ -251,7 +257,8 @@ class _ConnectionPools(httpx2.AsyncBaseTransport):
     flight (the least busy one when none is free), so calls one at a time keep reusing the first.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, proxy: str | None = None) -> None:
+        self._proxy = proxy
         self._pools: list[httpx2.AsyncHTTPTransport] = []
         self._in_flight: list[int] = []
 
@@ -259,7 +266,9 @@ class _ConnectionPools(httpx2.AsyncBaseTransport):
         if not self._pools:
             tls = httpx2.create_ssl_context()
             one = httpx2.Limits(max_connections=1, max_keepalive_connections=1)
-            self._pools = [httpx2.AsyncHTTPTransport(verify=tls, limits=one) for _ in range(POOL_SIZE)]
+            self._pools = [
+                httpx2.AsyncHTTPTransport(verify=tls, limits=one, proxy=self._proxy) for _ in range(POOL_SIZE)
+            ]
             self._in_flight = [0] * POOL_SIZE
         slot = self._in_flight.index(min(self._in_flight))
         self._in_flight[slot] += 1
