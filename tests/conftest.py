@@ -17,7 +17,10 @@ from mcp_types import CallToolResult
 from server.app import SessionsServer, build_server
 from server.config import load_settings
 from server.http import listening_socket
+from server.ratelimit import RateLimiter
+from server.retry import RetryPolicy
 from server.sandbox import Emulator, RecordedRequest
+from server.textmagic import TextMagicClient
 
 # Recognisable on purpose: tests grep every output for them.
 USERNAME = "acme-ops"
@@ -90,6 +93,19 @@ async def connect(server: Any, era: str, **options: Any) -> AsyncIterator[Client
 
 def text_of(result: CallToolResult) -> str:
     return "\n".join(block.text for block in result.content if block.type == "text")
+
+
+def textmagic_client(base_url: str, *, retry: RetryPolicy | None = None, **options: Any) -> TextMagicClient:
+    """The project's TextMagic client with the test account, quick retries and no practical rate limit."""
+    return TextMagicClient(
+        base_url=base_url,
+        username=USERNAME,
+        api_key=API_KEY,
+        timeout=5,
+        pacer=RateLimiter(1000),
+        retry=retry or RetryPolicy(base_delay=0.01),
+        **options,
+    )
 
 
 def tm_requests(emulator: Emulator) -> list[RecordedRequest]:

@@ -14,11 +14,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server.config import ConfigError, environment_proxy
-from server.ratelimit import RateLimiter
 from server.retry import RetryPolicy
 from server.sandbox import Emulator
-from server.textmagic import TextMagicClient, TextMagicError
-from tests.conftest import API_KEY, USERNAME, ServedEmulator, connect, serve_on_loopback, text_of, tm_requests
+from server.textmagic import TextMagicError
+from tests.conftest import (
+    API_KEY,
+    USERNAME,
+    ServedEmulator,
+    connect,
+    serve_on_loopback,
+    text_of,
+    textmagic_client,
+    tm_requests,
+)
 from tests.test_cli import run
 
 pytestmark = pytest.mark.anyio
@@ -119,14 +127,9 @@ async def test_a_refused_tunnel_never_reached_textmagic(
     proxy: tuple[ForwardProxy, str], emulator: Emulator
 ) -> None:
     forward, proxy_url = proxy
-    async with TextMagicClient(
-        base_url="https://textmagic.test",
-        username=USERNAME,
-        api_key=API_KEY,
-        timeout=5,
-        pacer=RateLimiter(1000),
-        retry=RetryPolicy(base_delay=0.01, max_attempts=2),
-        proxy=with_password(proxy_url),
+    retry = RetryPolicy(base_delay=0.01, max_attempts=2)
+    async with textmagic_client(
+        "https://textmagic.test", retry=retry, proxy=with_password(proxy_url)
     ) as client:
         # A bulk delete is never resent once it may have arrived: a refused tunnel is not that case.
         with pytest.raises(TextMagicError) as failed:

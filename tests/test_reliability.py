@@ -13,11 +13,10 @@ import httpx2
 import pytest
 from starlette.middleware.gzip import GZipMiddleware
 
-from server.ratelimit import RateLimiter
 from server.retry import RetryPolicy, retry_after_seconds
 from server.sandbox import Emulator
-from server.textmagic import POOL_SIZE, TextMagicClient, UncertainOutcome
-from tests.conftest import API_KEY, USERNAME, ServedEmulator, connect, text_of, tm_requests
+from server.textmagic import POOL_SIZE, UncertainOutcome
+from tests.conftest import API_KEY, USERNAME, ServedEmulator, connect, text_of, textmagic_client, tm_requests
 from tests.test_http import HttpProcess, mcp_client
 
 pytestmark = pytest.mark.anyio
@@ -338,24 +337,10 @@ class FailingFirst(httpx2.AsyncBaseTransport):
         await self._real.aclose()
 
 
-def textmagic_client(
-    served: ServedEmulator, transport: httpx2.AsyncBaseTransport | None = None
-) -> TextMagicClient:
-    return TextMagicClient(
-        base_url=served.url,
-        username=USERNAME,
-        api_key=API_KEY,
-        timeout=5,
-        pacer=RateLimiter(1000),
-        retry=RetryPolicy(base_delay=0.01),
-        transport=transport,
-    )
-
-
 async def test_bulk_delete_is_retried_when_it_never_left(served: ServedEmulator, emulator: Emulator) -> None:
     ids = sorted(newest(emulator, 2))
     refused = httpx2.ConnectError("connection refused")
-    async with textmagic_client(served, FailingFirst(refused, times=2)) as client:
+    async with textmagic_client(served.url, transport=FailingFirst(refused, times=2)) as client:
         await client.delete_sessions(ids)
     assert sent(emulator, "POST") == 1 and sorted(emulator.deleted_ids) == ids
 
@@ -365,7 +350,7 @@ async def test_bulk_delete_is_not_resent_once_it_may_have_arrived(
 ) -> None:
     ids = sorted(newest(emulator, 2))
     dropped = httpx2.ReadError("connection reset by peer")
-    async with textmagic_client(served, FailingFirst(dropped, times=1)) as client:
+    async with textmagic_client(served.url, transport=FailingFirst(dropped, times=1)) as client:
         with pytest.raises(UncertainOutcome, match="may or may not have been carried out"):
             await client.delete_sessions(ids)
     assert sent(emulator, "POST") == 0 and emulator.deleted_ids == []
@@ -387,22 +372,14 @@ class Compressing(httpx2.AsyncBaseTransport):
 async def test_compressed_answers_are_read(emulator: Emulator) -> None:
     # The client asks for gzip itself: it sends through the transport, without httpx2.AsyncClient's defaults.
     compressing = Compressing(emulator)
-    async with TextMagicClient(
-        base_url="http://textmagic.test",
-        username=USERNAME,
-        api_key=API_KEY,
-        timeout=5,
-        pacer=RateLimiter(1000),
-        retry=RetryPolicy(),
-        transport=compressing,
-    ) as client:
+    async with textmagic_client("http://textmagic.test", transport=compressing) as client:
         page = await client.list_sessions(page=1, limit=5)
     assert compressing.encodings == ["gzip"]
     assert len(page.resources) == 5 and page.page_count > 1
 
 
 async def test_the_client_keeps_credentials_out_of_its_repr(served: ServedEmulator) -> None:
-    async with textmagic_client(served) as client:
+    async with textmagic_client(served.url) as client:
         await client.get_session_stat(newest(served.emulator)[0], include_deleted=False)
         shown = repr(vars(client))
     basic = base64.b64encode(f"{USERNAME}:{API_KEY}".encode()).decode()
@@ -414,7 +391,7 @@ def peers(emulator: Emulator) -> set[str | None]:
 
 
 async def test_calls_one_at_a_time_reuse_one_connection(served: ServedEmulator, emulator: Emulator) -> None:
-    async with textmagic_client(served) as client:
+    async with textmagic_client(served.url) as client:
         for session_id in newest(emulator, 10):
             await client.get_session_stat(session_id, include_deleted=False)
     assert len(tm_requests(emulator)) == 10 and len(peers(emulator)) == 1
@@ -427,7 +404,7 @@ async def test_concurrent_requests_fill_the_whole_pool_and_no_more(
     # Long enough that the first POOL_SIZE requests are all in flight before any is answered.
     emulator.latency = 1.0
     stats: list[Any] = []
-    async with textmagic_client(served) as client, anyio.create_task_group() as group:
+    async with textmagic_client(served.url) as client, anyio.create_task_group() as group:
         for session_id in ids:
 
             async def one(session_id: int = session_id) -> None:
