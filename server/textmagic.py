@@ -66,9 +66,8 @@ class TextMagicClient:
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         """``proxy``: an HTTP proxy URL to reach TextMagic through; ``transport`` replaces the connection pool."""
-        self.base_url = base_url
+        self.base_url = base_url.rstrip("/")
         self._via = f" through the proxy {without_credentials(proxy)}" if proxy else ""
-        self._root = base_url.rstrip("/")
         self._timeout = timeout
         self._pacer = pacer
         self._retry = retry
@@ -230,7 +229,7 @@ class TextMagicClient:
         """
         request = httpx2.Request(
             method,
-            self._root + path,
+            self.base_url + path,
             params=params,
             json=json,
             headers=self._headers,
