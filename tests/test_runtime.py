@@ -1,8 +1,9 @@
 """The serving process: the SDK's span per message only when a tracer provider records it, and a garbage collector
-settled for a long run."""
+settled for a long run, and a start that loads only what it uses."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -53,3 +54,20 @@ print(gc.get_freeze_count(), gc.get_threshold()[0], gc.get_count()[2])
     )
     frozen, young_threshold, old = map(int, done.stdout.split())
     assert frozen > 20_000 and young_threshold == 10_000 and old == 0
+
+
+def test_a_server_on_an_account_loads_neither_the_sandbox_nor_the_http_transport() -> None:
+    # In a fresh interpreter, as the console script starts over stdio: what is not used is not imported,
+    # because clients spawn the server at launch and wait for it.
+    program = """
+import sys
+from server.cli import _build
+from server.config import load_settings
+_build(load_settings(username="u", api_key="k"))
+print(sorted(m for m in sys.modules if m.startswith(("server.sandbox", "server.http"))))
+"""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TEXTMAGIC_")}
+    done = subprocess.run(
+        [sys.executable, "-c", program], env=clean, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
