@@ -40,14 +40,21 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def serve_on_loopback(app: Any, lifespan: str = "off") -> tuple[str, uvicorn.Server, threading.Thread]:
-    """Serve ``app`` with uvicorn on a free 127.0.0.1 port; the socket is listening before this returns."""
+def serve_on_loopback(
+    app: Any, lifespan: str = "off", **options: Any
+) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """Serve ``app`` with uvicorn on a free 127.0.0.1 port; the socket is listening before this returns.
+
+    ``options`` go to uvicorn's Config: ``ssl_certfile`` and ``ssl_keyfile`` serve HTTPS.
+    """
     # Bound and listening now: connections queue in the backlog until uvicorn accepts them, so no wait.
     sock = listening_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, log_config=None))
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, log_config=None, **options)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
+    scheme = "https" if "ssl_certfile" in options else "http"
+    return f"{scheme}://127.0.0.1:{sock.getsockname()[1]}", server, thread
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,21 @@
 """An HTTP proxy named by the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), as curl reads it:
-requests go through a real forward proxy on 127.0.0.1, its password never shows, a bad value stops the start."""
+requests go through real proxies on 127.0.0.1 (forwarding http://, tunnelling https:// to an emulator with a
+certificate checked end to end), the proxy's password never shows, a bad value stops the start."""
 
 from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
+import trustme
+from anyio.abc import ByteStream, SocketAttribute, SocketStream
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -74,6 +80,67 @@ class ForwardProxy:
                 )
             response = Response(answer.content, answer.status_code, media_type="application/json")
         await response(scope, receive, send)  # type: ignore[arg-type]
+
+
+@dataclass
+class TunnelProxy:
+    """A CONNECT proxy, as corporate networks run for https://: every tunnel leads to 127.0.0.1:``port``,
+    whatever host it asks for. Notes each tunnel's target and Proxy-Authorization."""
+
+    port: int
+    seen: list[Seen] = field(default_factory=list)
+
+    async def handle(self, client: SocketStream) -> None:
+        async with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await client.receive()
+            request_line, *header_lines = head.split(b"\r\n\r\n")[0].decode().split("\r\n")
+            method, target, _ = request_line.split(" ")
+            fields = (line.split(": ", 1) for line in header_lines)
+            headers = {name.lower(): value for name, value in fields}
+            self.seen.append(Seen(method, target, headers.get("proxy-authorization")))
+            async with await anyio.connect_tcp("127.0.0.1", self.port) as upstream:
+                await client.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                async with anyio.create_task_group() as pipes:
+                    pipes.start_soon(pipe, client, upstream)
+                    pipes.start_soon(pipe, upstream, client)
+
+
+async def pipe(source: ByteStream, sink: ByteStream) -> None:
+    async for chunk in source:
+        await sink.send(chunk)
+    # Half-closed, so the other direction can finish; the handler closes both streams after.
+    await sink.send_eof()
+
+
+@asynccontextmanager
+async def tunnel_proxy(port: int) -> AsyncIterator[tuple[TunnelProxy, str]]:
+    proxy = TunnelProxy(port)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with listener, anyio.create_task_group() as serving:
+        serving.start_soon(listener.serve, proxy.handle)
+        port = listener.extra(SocketAttribute.local_port)  # noqa: S610 (anyio's typed attributes, not Django)
+        yield proxy, f"http://127.0.0.1:{port}"
+        serving.cancel_scope.cancel()
+
+
+@pytest.fixture
+def tls_emulator(tmp_path: Path) -> Iterator[tuple[Emulator, int, Path]]:
+    """An emulator serving HTTPS as textmagic.test, with a certificate from a CA of its own (the CA's file)."""
+    authority = trustme.CA()
+    certificate = authority.issue_cert("textmagic.test")
+    cafile, certfile, keyfile = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    authority.cert_pem.write_to_path(str(cafile))
+    certificate.cert_chain_pems[0].write_to_path(str(certfile))
+    certificate.private_key_pem.write_to_path(str(keyfile))
+    emulator = Emulator(username=USERNAME, api_key=API_KEY)
+    url, server, thread = serve_on_loopback(
+        emulator.app, ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)
+    )
+    yield emulator, httpx2.URL(url).port or 0, cafile
+    server.should_exit = True
+    thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -198,3 +265,41 @@ def test_the_command_line_stops_on_a_bad_proxy() -> None:
     )
     assert done.returncode == 2 and "configuration error: HTTPS_PROXY" in done.stderr
     assert PROXY_PASSWORD not in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_https_goes_through_the_proxys_tunnel_with_tls_checked_end_to_end(
+    make_server: object,
+    tls_emulator: tuple[Emulator, int, Path],
+    no_proxy_variables: pytest.MonkeyPatch,
+) -> None:
+    emulator, port, cafile = tls_emulator
+    session_id = max(emulator.data.sessions)
+    # The certificate is checked against the CA in SSL_CERT_FILE: how a proxy that inspects TLS is trusted.
+    no_proxy_variables.setenv("SSL_CERT_FILE", str(cafile))
+    async with tunnel_proxy(port) as (tunnel, proxy_url):
+        no_proxy_variables.setenv("HTTPS_PROXY", with_password(proxy_url))
+        server = make_server(base_url="https://textmagic.test")  # type: ignore[operator]
+        async with connect(server, "modern") as client:
+            result = await client.call_tool("get_message_session", {"id": session_id})
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None and result.structured_content["id"] == session_id
+    basic = base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
+    assert [(s.method, s.target, s.proxy_authorization) for s in tunnel.seen] == [
+        ("CONNECT", "textmagic.test:443", f"Basic {basic}")
+    ]
+    assert [r.path for r in tm_requests(emulator)] == [f"/api/v2/sessions/{session_id}"]
+
+
+async def test_a_certificate_the_machine_does_not_trust_is_refused(
+    make_server: object,
+    tls_emulator: tuple[Emulator, int, Path],
+    no_proxy_variables: pytest.MonkeyPatch,
+) -> None:
+    emulator, port, _ = tls_emulator
+    async with tunnel_proxy(port) as (_, proxy_url):
+        no_proxy_variables.setenv("HTTPS_PROXY", proxy_url)
+        server = make_server(base_url="https://textmagic.test", retry_attempts=1)  # type: ignore[operator]
+        async with connect(server, "modern") as client:
+            result = await client.call_tool("get_message_session", {"id": max(emulator.data.sessions)})
+    assert result.is_error and "CERTIFICATE_VERIFY_FAILED" in text_of(result)
+    assert tm_requests(emulator) == []
