@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from types import TracebackType
@@ -175,6 +176,13 @@ class TextMagicClient:
                 response = await self._send(method, path, params, json)
             # A proxy that refuses the tunnel answers before anything reaches TextMagic.
             except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.ProxyError) as exc:
+                if (refusal := _certificate_refusal(exc)) is not None:
+                    # Trying again cannot help: the same certificate would be refused.
+                    raise TextMagicError(
+                        f"TextMagic's certificate at {self.base_url}{self._via} could not be verified ({refusal}), so "
+                        "nothing was sent. If a proxy or firewall on this network inspects TLS, point SSL_CERT_FILE "
+                        "at its certificate authority; otherwise check TEXTMAGIC_BASE_URL."
+                    ) from None
                 reached, problem = False, f"could not connect ({type(exc).__name__}: {exc})"
             except httpx2.TimeoutException:
                 reached, problem = True, f"no answer within {self._timeout:g} s (TEXTMAGIC_TIMEOUT)"
@@ -307,6 +315,16 @@ class _ReleasedOnClose(httpx2.AsyncByteStream):
         finally:
             if release is not None:
                 release()
+
+
+def _certificate_refusal(exc: BaseException) -> str | None:
+    """Why the server's TLS certificate was refused, when that is what ``exc`` comes from."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return str(cause.verify_message)
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _parse(response: httpx2.Response, model: type[ModelT]) -> ModelT:

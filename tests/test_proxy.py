@@ -296,10 +296,14 @@ async def test_a_certificate_the_machine_does_not_trust_is_refused(
     no_proxy_variables: pytest.MonkeyPatch,
 ) -> None:
     emulator, port, _ = tls_emulator
-    async with tunnel_proxy(port) as (_, proxy_url):
+    async with tunnel_proxy(port) as (tunnel, proxy_url):
         no_proxy_variables.setenv("HTTPS_PROXY", proxy_url)
-        server = make_server(base_url="https://textmagic.test", retry_attempts=1)  # type: ignore[operator]
+        server = make_server(base_url="https://textmagic.test")  # type: ignore[operator]
         async with connect(server, "modern") as client:
             result = await client.call_tool("get_message_session", {"id": max(emulator.data.sessions)})
-    assert result.is_error and "CERTIFICATE_VERIFY_FAILED" in text_of(result)
-    assert tm_requests(emulator) == []
+    assert result.is_error
+    assert "certificate at https://textmagic.test through the proxy" in text_of(result)
+    assert "could not be verified (unable to get local issuer certificate)" in text_of(result)
+    assert "SSL_CERT_FILE" in text_of(result)
+    # Not retried: the same certificate would be refused again.
+    assert len(tunnel.seen) == 1 and tm_requests(emulator) == []
