@@ -52,7 +52,7 @@ class UncertainOutcome(TextMagicError):
 
 
 class TextMagicClient:
-    """Typed access to TextMagic's message-sessions API over one keep-alive connection pool."""
+    """Typed access to TextMagic's message-sessions API over keep-alive connections every call shares."""
 
     def __init__(
         self,
