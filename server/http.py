@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import __version__
 from server.app import SessionsServer, build_server, settle_for_serving
-from server.config import Settings, load_settings
+from server.config import ConfigError, Settings, load_settings
 from server.textmagic import TextMagicError
 
 MCP_PATH = "/mcp"
@@ -170,8 +170,13 @@ def app_from_environment() -> ASGIApp:
     Each worker is its own process with its own pacer, so N workers should share TextMagic's limit through
     TEXTMAGIC_RATE_LIMIT (50 / N), and must share TEXTMAGIC_CONFIRMATION_SECRET.
     """
-    settings = load_settings(transport="http")
-    app = http_app(build_server(settings), settings)
+    try:
+        settings = load_settings(transport="http")
+        server = build_server(settings)
+    except ConfigError as exc:
+        # Raised out of a factory, it would reach the user as uvicorn's traceback; the message says it all.
+        raise SystemExit(f"textmagic-sessions-mcp: configuration error: {exc}") from None
+    app = http_app(server, settings)
     settle_for_serving()
     return app
 

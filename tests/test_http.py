@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -381,6 +382,20 @@ async def test_worker_factory_reads_the_environment(
         thread.join(timeout=30)
     assert names == TOOL_NAMES - {"delete_message_session", "delete_message_sessions_bulk"}
     assert unauthorised.status_code == 401
+
+
+def test_worker_factory_with_a_bad_configuration_says_what_to_fix() -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TEXTMAGIC_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "--factory", "server.http:app_from_environment", "--port", "0"],
+        env=clean | {"TEXTMAGIC_USERNAME": USERNAME},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "configuration error: TextMagic credentials are missing: set TEXTMAGIC_API_KEY" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(("mode", "asked"), [("auto", True), ("legacy", False)])
