@@ -188,6 +188,8 @@ class TextMagicClient:
                 reached, problem = True, f"no answer within {self._timeout:g} s (TEXTMAGIC_TIMEOUT)"
             except httpx2.TransportError as exc:
                 reached, problem = True, f"the connection failed ({type(exc).__name__})"
+            except httpx2.DecodingError:
+                reached, problem = True, "its answer could not be decompressed"
             else:
                 if (statuses := _statuses.get()) is not None:
                     statuses.append(response.status_code)

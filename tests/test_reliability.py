@@ -15,7 +15,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from server.retry import RetryPolicy, retry_after_seconds
 from server.sandbox import Emulator
-from server.textmagic import POOL_SIZE, UncertainOutcome
+from server.textmagic import POOL_SIZE, TextMagicError, UncertainOutcome
 from tests.conftest import API_KEY, USERNAME, ServedEmulator, connect, text_of, textmagic_client, tm_requests
 from tests.test_http import HttpProcess, mcp_client
 
@@ -376,6 +376,28 @@ async def test_compressed_answers_are_read(emulator: Emulator) -> None:
         page = await client.list_sessions(page=1, limit=5)
     assert compressing.encodings == ["gzip"]
     assert len(page.resources) == 5 and page.page_count > 1
+
+
+def mislabelled(app: Any) -> Any:
+    """``app`` with every answer labelled gzip while it is plain JSON: a broken proxy or gateway."""
+
+    async def labelled(scope: Any, receive: Any, send: Any) -> None:
+        async def relabel(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], (b"content-encoding", b"gzip")]
+            await send(message)
+
+        await app(scope, receive, relabel)
+
+    return labelled
+
+
+async def test_an_answer_that_cannot_be_decompressed_is_a_clear_error(emulator: Emulator) -> None:
+    transport = httpx2.ASGITransport(app=mislabelled(emulator.app))
+    async with textmagic_client("http://textmagic.test", transport=transport) as client:
+        with pytest.raises(TextMagicError, match=r"its answer could not be decompressed\. Tried 5 times"):
+            await client.list_sessions(page=1, limit=5)
+    assert sent(emulator, "GET") == 5
 
 
 async def test_the_client_keeps_credentials_out_of_its_repr(served: ServedEmulator) -> None:
