@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
 import pytest
 import trustme
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
+from mcp_types import CallToolResult
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -267,6 +269,17 @@ def test_the_command_line_stops_on_a_bad_proxy() -> None:
     assert PROXY_PASSWORD not in done.stderr and "Traceback" not in done.stderr
 
 
+async def get_session_through_a_tunnel(
+    make_server: Any, port: int, session_id: int, environment: pytest.MonkeyPatch
+) -> tuple[CallToolResult, TunnelProxy]:
+    """get_message_session on a server whose HTTPS_PROXY (with a password) tunnels to 127.0.0.1:``port``."""
+    async with tunnel_proxy(port) as (tunnel, proxy_url):
+        environment.setenv("HTTPS_PROXY", with_password(proxy_url))
+        server = make_server(base_url="https://textmagic.test")
+        async with connect(server, "modern") as client:
+            return await client.call_tool("get_message_session", {"id": session_id}), tunnel
+
+
 async def test_https_goes_through_the_proxys_tunnel_with_tls_checked_end_to_end(
     make_server: object,
     tls_emulator: tuple[Emulator, int, Path],
@@ -276,11 +289,7 @@ async def test_https_goes_through_the_proxys_tunnel_with_tls_checked_end_to_end(
     session_id = max(emulator.data.sessions)
     # The certificate is checked against the CA in SSL_CERT_FILE: how a proxy that inspects TLS is trusted.
     no_proxy_variables.setenv("SSL_CERT_FILE", str(cafile))
-    async with tunnel_proxy(port) as (tunnel, proxy_url):
-        no_proxy_variables.setenv("HTTPS_PROXY", with_password(proxy_url))
-        server = make_server(base_url="https://textmagic.test")  # type: ignore[operator]
-        async with connect(server, "modern") as client:
-            result = await client.call_tool("get_message_session", {"id": session_id})
+    result, tunnel = await get_session_through_a_tunnel(make_server, port, session_id, no_proxy_variables)
     assert not result.is_error, text_of(result)
     assert result.structured_content is not None and result.structured_content["id"] == session_id
     basic = base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
@@ -296,11 +305,8 @@ async def test_a_certificate_the_machine_does_not_trust_is_refused(
     no_proxy_variables: pytest.MonkeyPatch,
 ) -> None:
     emulator, port, _ = tls_emulator
-    async with tunnel_proxy(port) as (tunnel, proxy_url):
-        no_proxy_variables.setenv("HTTPS_PROXY", proxy_url)
-        server = make_server(base_url="https://textmagic.test")  # type: ignore[operator]
-        async with connect(server, "modern") as client:
-            result = await client.call_tool("get_message_session", {"id": max(emulator.data.sessions)})
+    session_id = max(emulator.data.sessions)
+    result, tunnel = await get_session_through_a_tunnel(make_server, port, session_id, no_proxy_variables)
     assert result.is_error
     assert "certificate at https://textmagic.test through the proxy" in text_of(result)
     assert "could not be verified (unable to get local issuer certificate)" in text_of(result)
