@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -100,6 +101,11 @@ async def connect(server: Any, era: str, **options: Any) -> AsyncIterator[Client
 
 def text_of(result: CallToolResult) -> str:
     return "\n".join(block.text for block in result.content if block.type == "text")
+
+
+def shell_environment(**extra: str) -> dict[str, str]:
+    """The environment a fresh shell would give a subprocess: no TEXTMAGIC_* variables from the test run."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TEXTMAGIC_")} | extra
 
 
 def textmagic_client(base_url: str, *, retry: RetryPolicy | None = None, **options: Any) -> TextMagicClient:

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from server.sandbox import Emulator
-from tests.conftest import API_KEY, USERNAME, ServedEmulator
+from tests.conftest import API_KEY, USERNAME, ServedEmulator, shell_environment
 from tests.test_stdio import TOOL_NAMES, console_script
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    # Only what a fresh shell would have: no TEXTMAGIC_* variables from the test run leak in.
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TEXTMAGIC_")}
     return subprocess.run(
-        [console_script(), *args], env=clean | (env or {}), capture_output=True, text=True, timeout=60
+        [console_script(), *args],
+        env=shell_environment(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -24,7 +23,15 @@ from server.app import build_server
 from server.config import load_settings
 from server.http import http_app
 from server.sandbox import Emulator
-from tests.conftest import API_KEY, USERNAME, ServedEmulator, serve_on_loopback, text_of, tm_requests
+from tests.conftest import (
+    API_KEY,
+    USERNAME,
+    ServedEmulator,
+    serve_on_loopback,
+    shell_environment,
+    text_of,
+    tm_requests,
+)
 from tests.test_stdio import TOOL_NAMES, console_script
 
 pytestmark = pytest.mark.anyio
@@ -225,7 +232,6 @@ class HttpProcess:
     """The installed script serving HTTP in a subprocess; its stderr is collected in the background."""
 
     def __init__(self, served: ServedEmulator, **env: str) -> None:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("TEXTMAGIC_")}
         settings = {
             "TEXTMAGIC_USERNAME": USERNAME,
             "TEXTMAGIC_API_KEY": API_KEY,
@@ -234,7 +240,7 @@ class HttpProcess:
         }
         self.process = subprocess.Popen(
             [console_script(), "--transport", "http", "--port", "0"],
-            env=clean | settings | env,
+            env=shell_environment(**settings, **env),
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
@@ -385,10 +391,9 @@ async def test_worker_factory_reads_the_environment(
 
 
 def test_worker_factory_with_a_bad_configuration_says_what_to_fix() -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TEXTMAGIC_")}
     done = subprocess.run(
         [sys.executable, "-m", "uvicorn", "--factory", "server.http:app_from_environment", "--port", "0"],
-        env=clean | {"TEXTMAGIC_USERNAME": USERNAME},
+        env=shell_environment(TEXTMAGIC_USERNAME=USERNAME),
         capture_output=True,
         text=True,
         timeout=60,

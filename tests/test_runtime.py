@@ -3,7 +3,6 @@ settled for a long run, and a start that loads only what it uses."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ from opentelemetry import trace
 
 from server.app import build_server
 from server.config import load_settings
+from tests.conftest import shell_environment
 
 
 def test_no_span_middleware_when_nothing_records_spans() -> None:
@@ -66,8 +66,12 @@ from server.config import load_settings
 _build(load_settings(username="u", api_key="k"))
 print(sorted(m for m in sys.modules if m.startswith(("server.sandbox", "server.http"))))
 """
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TEXTMAGIC_")}
     done = subprocess.run(
-        [sys.executable, "-c", program], env=clean, capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", program],
+        env=shell_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert done.stdout.strip() == "[]"
