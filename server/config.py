@@ -146,16 +146,21 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError("; ".join(problems)) from None
 
 
+# What httpx2 can carry requests through: HTTP proxies (CONNECT for https://) and SOCKS5 (with socksio).
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
 def environment_proxy(url: str) -> str | None:
-    """The HTTP proxy the environment names for requests to ``url``, or None to connect directly.
+    """The proxy the environment names for requests to ``url``, or None to connect directly.
 
     Read as curl and httpx read it: ``https_proxy`` or ``http_proxy`` by the URL's scheme, else ``all_proxy``
     (lower-case names first, then upper-case); ``no_proxy`` lists hosts and domains reached directly, ``*``
-    all of them. Loopback is always reached directly: the emulator, or a tunnel on this machine.
+    all of them. Loopback is always reached directly: the emulator, or a tunnel on this machine. An HTTP
+    proxy (http:// or https://) or a SOCKS5 one (socks5:// or socks5h://; either way it resolves host names).
 
     Raises:
-        ConfigError: for a proxy that is not an http:// or https:// URL with a host. The value is not
-            echoed: it may hold the proxy's password.
+        ConfigError: for a proxy of another kind, or without a host. The value is not echoed: it may hold
+            the proxy's password.
     """
     host = urllib.parse.urlsplit(url).hostname or ""
     proxies = urllib.request.getproxies_environment()
@@ -167,11 +172,11 @@ def environment_proxy(url: str) -> str | None:
         if not proxy:
             continue
         found = urllib.parse.urlsplit(proxy)
-        if found.scheme not in ("http", "https") or not found.hostname:
+        if found.scheme not in PROXY_SCHEMES or not found.hostname:
             raise ConfigError(
-                f"{name.upper()}_PROXY (or {name}_proxy): the proxy for TextMagic must be an http:// or https:// "
-                "URL with a host, such as http://proxy.example:3128 (SOCKS proxies are not supported); "
-                "fix it, or list TextMagic's host in NO_PROXY to connect directly"
+                f"{name.upper()}_PROXY (or {name}_proxy): the proxy for TextMagic must be an http://, https://, "
+                "socks5:// or socks5h:// URL with a host, such as http://proxy.example:3128 (SOCKS4 is not "
+                "supported); fix it, or list TextMagic's host in NO_PROXY to connect directly"
             )
         return proxy
     return None

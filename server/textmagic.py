@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextvars import ContextVar
@@ -21,6 +22,10 @@ from server.retry import RETRY_STATUSES, RetryPolicy, retry_after_seconds
 from tools.models import MessageSession, MessagesPage, SessionsPage, SessionStat
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# httpcore2 traces each step of a request at DEBUG, its SOCKS handshake with the proxy's password in it:
+# none of that reaches this server's log, whatever its level.
+logging.getLogger("httpcore2").setLevel(logging.INFO)
 
 # The HTTP statuses TextMagic answered during the current tool call, for its log line.
 _statuses: ContextVar[list[int] | None] = ContextVar("textmagic_statuses", default=None)
@@ -66,7 +71,7 @@ class TextMagicClient:
         proxy: str | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
-        """``proxy``: an HTTP proxy URL to reach TextMagic through; ``transport`` replaces the connection pool."""
+        """``proxy``: a proxy URL (HTTP or SOCKS5) to reach TextMagic through; ``transport`` replaces the pool."""
         self.base_url = base_url.rstrip("/")
         self._via = f" through the proxy {without_credentials(proxy)}" if proxy else ""
         self._timeout = timeout
@@ -222,7 +227,7 @@ class TextMagicClient:
                 raise TextMagicError(
                     f"Could not reach TextMagic at {self.base_url}{self._via}: {problem}. {tries} The request never "
                     "reached TextMagic, so trying again later is safe. Check TEXTMAGIC_BASE_URL, the network "
-                    f"connection{' and the proxy (HTTPS_PROXY, HTTP_PROXY, NO_PROXY)' if self._via else ''}."
+                    f"connection{' and the proxy (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY)' if self._via else ''}."
                 )
             raise TextMagicError(
                 f"TextMagic at {self.base_url} is not answering: {problem}. {tries} This is usually temporary: "

@@ -1,10 +1,12 @@
-"""An HTTP proxy named by the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), as curl reads it:
-requests go through real proxies on 127.0.0.1 (forwarding http://, tunnelling https:// to an emulator with a
-certificate checked end to end), the proxy's password never shows, a bad value stops the start."""
+"""A proxy named by the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY), as curl reads it:
+requests go through real proxies on 127.0.0.1 (an HTTP proxy forwarding http:// and tunnelling https://, a
+SOCKS5 proxy), to an emulator whose certificate is checked end to end; the proxy's password never shows, a
+bad value stops the start."""
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -17,6 +19,7 @@ import httpx2
 import pytest
 import trustme
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
+from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp_types import CallToolResult
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,7 +27,7 @@ from starlette.responses import Response
 from server.config import ConfigError, environment_proxy
 from server.retry import RetryPolicy
 from server.sandbox import Emulator
-from server.textmagic import TextMagicError
+from server.textmagic import TextMagicError, UncertainOutcome
 from tests.conftest import (
     API_KEY,
     USERNAME,
@@ -116,14 +119,53 @@ async def pipe(source: ByteStream, sink: ByteStream) -> None:
     await sink.send_eof()
 
 
+@dataclass
+class SocksProxy:
+    """A SOCKS5 proxy (RFC 1928) that asks for a user name and password (RFC 1929); every connection leads to
+    127.0.0.1:``port``, whatever host it asks for. Notes each connection's target and user, and refusals."""
+
+    port: int
+    seen: list[tuple[str, int, str]] = field(default_factory=list)
+    refused: int = 0
+
+    async def handle(self, client: SocketStream) -> None:
+        async with client:
+            incoming = BufferedByteReceiveStream(client)
+            _, count = await incoming.receive_exactly(2)
+            if 2 not in await incoming.receive_exactly(count):
+                await client.send(b"\x05\xff")
+                return
+            await client.send(b"\x05\x02")
+            _, length = await incoming.receive_exactly(2)
+            user = (await incoming.receive_exactly(length)).decode()
+            length = (await incoming.receive_exactly(1))[0]
+            if (await incoming.receive_exactly(length)).decode() != PROXY_PASSWORD:
+                self.refused += 1
+                await client.send(b"\x01\x01")
+                return
+            await client.send(b"\x01\x00")
+            _, _, _, kind = await incoming.receive_exactly(4)
+            if kind == 3:
+                host = (await incoming.receive_exactly((await incoming.receive_exactly(1))[0])).decode()
+            else:
+                host = str(ipaddress.ip_address(await incoming.receive_exactly(4 if kind == 1 else 16)))
+            target_port = int.from_bytes(await incoming.receive_exactly(2), "big")
+            self.seen.append((host, target_port, user))
+            async with await anyio.connect_tcp("127.0.0.1", self.port) as upstream:
+                await client.send(b"\x05\x00\x00\x01" + bytes(6))
+                async with anyio.create_task_group() as pipes:
+                    pipes.start_soon(pipe, client, upstream)
+                    pipes.start_soon(pipe, upstream, client)
+
+
 @asynccontextmanager
-async def tunnel_proxy(port: int) -> AsyncIterator[tuple[TunnelProxy, str]]:
-    proxy = TunnelProxy(port)
+async def listening(proxy: TunnelProxy | SocksProxy, scheme: str) -> AsyncIterator[str]:
+    """``proxy`` serving on a port of 127.0.0.1 of its own; yields its URL."""
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     async with listener, anyio.create_task_group() as serving:
         serving.start_soon(listener.serve, proxy.handle)
         port = listener.extra(SocketAttribute.local_port)  # noqa: S610 (anyio's typed attributes, not Django)
-        yield proxy, f"http://127.0.0.1:{port}"
+        yield f"{scheme}://127.0.0.1:{port}"
         serving.cancel_scope.cancel()
 
 
@@ -161,8 +203,9 @@ def proxy(served: ServedEmulator) -> Iterator[tuple[ForwardProxy, str]]:
     thread.join(timeout=10)
 
 
-def with_password(proxy_url: str) -> str:
-    return proxy_url.replace("http://", f"http://{PROXY_USER}:{PROXY_PASSWORD}@")
+def with_password(proxy_url: str, password: str = PROXY_PASSWORD) -> str:
+    scheme, _, rest = proxy_url.partition("://")
+    return f"{scheme}://{PROXY_USER}:{password}@{rest}"
 
 
 async def test_calls_go_through_the_proxy_the_environment_names(
@@ -233,6 +276,8 @@ async def test_a_refused_tunnel_never_reached_textmagic(
             "http://p:3128",
         ),
         ({"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "*"}, "https://rest.textmagic.com", None),
+        ({"ALL_PROXY": "socks5://s:1080"}, "https://rest.textmagic.com", "socks5://s:1080"),
+        ({"HTTPS_PROXY": "socks5h://u:p@s:1080"}, "https://rest.textmagic.com", "socks5h://u:p@s:1080"),
         ({"HTTP_PROXY": "http://p:3128"}, "http://127.0.0.1:8089", None),
         ({"HTTP_PROXY": "http://p:3128"}, "http://localhost:8089", None),
         ({}, "https://rest.textmagic.com", None),
@@ -246,7 +291,7 @@ def test_which_proxy_the_environment_names(
     assert environment_proxy(url) == expected
 
 
-@pytest.mark.parametrize("value", [f"socks5://u:{PROXY_PASSWORD}@p:1080", f"{PROXY_PASSWORD}@p:3128"])
+@pytest.mark.parametrize("value", [f"socks4://u:{PROXY_PASSWORD}@p:1080", f"{PROXY_PASSWORD}@p:3128"])
 def test_a_proxy_that_cannot_work_is_refused_without_echoing_it(
     value: str, no_proxy_variables: pytest.MonkeyPatch
 ) -> None:
@@ -262,22 +307,26 @@ def test_the_command_line_stops_on_a_bad_proxy() -> None:
         env={
             "TEXTMAGIC_USERNAME": USERNAME,
             "TEXTMAGIC_API_KEY": API_KEY,
-            "HTTPS_PROXY": f"socks5://u:{PROXY_PASSWORD}@p:1080",
+            "HTTPS_PROXY": f"socks4://u:{PROXY_PASSWORD}@p:1080",
         },
     )
     assert done.returncode == 2 and "configuration error: HTTPS_PROXY" in done.stderr
     assert PROXY_PASSWORD not in done.stderr and "Traceback" not in done.stderr
 
 
-async def get_session_through_a_tunnel(
-    make_server: Any, port: int, session_id: int, environment: pytest.MonkeyPatch
-) -> tuple[CallToolResult, TunnelProxy]:
-    """get_message_session on a server whose HTTPS_PROXY (with a password) tunnels to 127.0.0.1:``port``."""
-    async with tunnel_proxy(port) as (tunnel, proxy_url):
+async def get_session_through(
+    proxy: TunnelProxy | SocksProxy,
+    scheme: str,
+    make_server: Any,
+    session_id: int,
+    environment: pytest.MonkeyPatch,
+) -> CallToolResult:
+    """get_message_session on a server whose HTTPS_PROXY (with a password) is ``proxy``, served as ``scheme``."""
+    async with listening(proxy, scheme) as proxy_url:
         environment.setenv("HTTPS_PROXY", with_password(proxy_url))
         server = make_server(base_url="https://textmagic.test")
         async with connect(server, "modern") as client:
-            return await client.call_tool("get_message_session", {"id": session_id}), tunnel
+            return await client.call_tool("get_message_session", {"id": session_id})
 
 
 async def test_https_goes_through_the_proxys_tunnel_with_tls_checked_end_to_end(
@@ -289,7 +338,8 @@ async def test_https_goes_through_the_proxys_tunnel_with_tls_checked_end_to_end(
     session_id = max(emulator.data.sessions)
     # The certificate is checked against the CA in SSL_CERT_FILE: how a proxy that inspects TLS is trusted.
     no_proxy_variables.setenv("SSL_CERT_FILE", str(cafile))
-    result, tunnel = await get_session_through_a_tunnel(make_server, port, session_id, no_proxy_variables)
+    tunnel = TunnelProxy(port)
+    result = await get_session_through(tunnel, "http", make_server, session_id, no_proxy_variables)
     assert not result.is_error, text_of(result)
     assert result.structured_content is not None and result.structured_content["id"] == session_id
     basic = base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
@@ -306,10 +356,68 @@ async def test_a_certificate_the_machine_does_not_trust_is_refused(
 ) -> None:
     emulator, port, _ = tls_emulator
     session_id = max(emulator.data.sessions)
-    result, tunnel = await get_session_through_a_tunnel(make_server, port, session_id, no_proxy_variables)
+    tunnel = TunnelProxy(port)
+    result = await get_session_through(tunnel, "http", make_server, session_id, no_proxy_variables)
     assert result.is_error
     assert "certificate at https://textmagic.test through the proxy" in text_of(result)
     assert "could not be verified (unable to get local issuer certificate)" in text_of(result)
     assert "SSL_CERT_FILE" in text_of(result)
     # Not retried: the same certificate would be refused again.
     assert len(tunnel.seen) == 1 and tm_requests(emulator) == []
+
+
+async def test_calls_go_through_a_socks_proxy(
+    make_server: object,
+    served: ServedEmulator,
+    emulator: Emulator,
+    no_proxy_variables: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    socks = SocksProxy(httpx2.URL(served.url).port or 0)
+    session_id = max(emulator.data.sessions)
+    caplog.set_level(logging.DEBUG)
+    async with listening(socks, "socks5") as proxy_url:
+        no_proxy_variables.setenv("ALL_PROXY", with_password(proxy_url))
+        # textmagic.test resolves nowhere: only the proxy can have carried the call.
+        server = make_server(base_url="http://textmagic.test")  # type: ignore[operator]
+        async with connect(server, "modern") as client:
+            result = await client.call_tool("get_message_session_stat", {"id": session_id})
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None and result.structured_content["all"] > 0
+    # The host name went to the proxy, which looked it up (socks5 and socks5h alike).
+    assert socks.seen == [("textmagic.test", 80, PROXY_USER)] and len(tm_requests(emulator)) == 1
+    assert f"through the proxy {proxy_url}" in caplog.text
+    assert PROXY_PASSWORD not in caplog.text + text_of(result)
+
+
+async def test_https_goes_through_a_socks_proxy_with_tls_checked_end_to_end(
+    make_server: object,
+    tls_emulator: tuple[Emulator, int, Path],
+    no_proxy_variables: pytest.MonkeyPatch,
+) -> None:
+    emulator, port, cafile = tls_emulator
+    session_id = max(emulator.data.sessions)
+    no_proxy_variables.setenv("SSL_CERT_FILE", str(cafile))
+    socks = SocksProxy(port)
+    result = await get_session_through(socks, "socks5h", make_server, session_id, no_proxy_variables)
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None and result.structured_content["id"] == session_id
+    assert socks.seen == [("textmagic.test", 443, PROXY_USER)]
+
+
+async def test_a_socks_proxy_that_refuses_the_password_never_reached_textmagic(
+    served: ServedEmulator, emulator: Emulator
+) -> None:
+    socks = SocksProxy(httpx2.URL(served.url).port or 0)
+    retry = RetryPolicy(base_delay=0.01, max_attempts=2)
+    async with listening(socks, "socks5") as proxy_url:
+        wrong = with_password(proxy_url, "wrong-PASSWORD-77")
+        async with textmagic_client("http://textmagic.test", retry=retry, proxy=wrong) as client:
+            with pytest.raises(TextMagicError) as failed:
+                await client.delete_sessions([1, 2])
+    # Refused before anything was sent: the bulk delete could be tried again, and was.
+    assert not isinstance(failed.value, UncertainOutcome)
+    message = str(failed.value)
+    assert "never reached TextMagic" in message and f"through the proxy {proxy_url}" in message
+    assert "Invalid username/password" in message and "wrong-PASSWORD-77" not in message
+    assert socks.refused == 2 and socks.seen == [] and tm_requests(emulator) == []
