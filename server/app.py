@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx2
 from mcp.server import MCPServer
 from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.mcpserver import Context, RequestStateSecurity
@@ -305,13 +304,11 @@ def _textmagic_connection(settings: Settings) -> dict[str, Any]:
 
 def _sandbox_connection() -> dict[str, Any]:
     # Imported here so a server on a real account never loads the emulator.
-    from server.sandbox import SANDBOX_API_KEY, SANDBOX_USERNAME, Emulator
+    from server.sandbox import SANDBOX_API_KEY, SANDBOX_USERNAME, Emulator, InProcess
 
-    emulator = Emulator()
     return {
         "base_url": SANDBOX_BASE_URL,
         "username": SANDBOX_USERNAME,
         "api_key": SANDBOX_API_KEY,
-        # A fault in the emulator answers 500, as a server would, instead of raising into the client.
-        "transport": httpx2.ASGITransport(app=emulator.app, raise_app_exceptions=False),
+        "connections": InProcess(Emulator().app),
     }

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json as jsonlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+import urllib.parse
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 import httpx2
@@ -20,6 +22,9 @@ from server.config import without_credentials
 from server.ratelimit import RateLimiter
 from server.retry import RETRY_STATUSES, RetryPolicy, retry_after_seconds
 from tools.models import MessageSession, MessagesPage, SessionsPage, SessionStat
+
+if TYPE_CHECKING:
+    import httpcore2
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -69,18 +74,23 @@ class TextMagicClient:
         pacer: RateLimiter,
         retry: RetryPolicy,
         proxy: str | None = None,
-        transport: httpx2.AsyncBaseTransport | None = None,
+        connections: Connections | None = None,
     ) -> None:
-        """``proxy``: a proxy URL (HTTP or SOCKS5) to reach TextMagic through; ``transport`` replaces the pool."""
+        """``proxy``: a proxy URL (HTTP or SOCKS5) to reach TextMagic through; ``connections`` replaces the pool."""
         self.base_url = base_url.rstrip("/")
         self._via = f" through the proxy {without_credentials(proxy)}" if proxy else ""
         self._timeout = timeout
         self._pacer = pacer
         self._retry = retry
+        # The URL's parts, checked once here rather than parsed again for every request.
+        root = httpx2.URL(self.base_url)
+        self._origin = (root.raw_scheme, root.raw_host, root.port)
+        self._root_path = root.raw_path.rstrip(b"/")
         credentials = base64.b64encode(f"{username}:{api_key}".encode()).decode("ascii")
-        # httpx2.Headers, not a dict: its repr masks the Authorization value.
+        # httpx2.Headers, not a list: its repr masks the Authorization value.
         self._headers = httpx2.Headers(
             {
+                "Host": root.netloc.decode("ascii"),
                 "User-Agent": USER_AGENT,
                 "Accept": "application/json",
                 "Accept-Encoding": "gzip, deflate",
@@ -88,7 +98,7 @@ class TextMagicClient:
             }
         )
         self._timeouts = {"timeout": httpx2.Timeout(timeout, connect=min(timeout, 10.0)).as_dict()}
-        self._transport = transport or _ConnectionPools(proxy)
+        self._connections = connections or TextMagicConnections(proxy)
 
     async def __aenter__(self) -> TextMagicClient:
         return self
@@ -99,28 +109,25 @@ class TextMagicClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self._connections.aclose()
 
     async def list_sessions(self, *, page: int, limit: int) -> SessionsPage:
-        response = await self._request("GET", "/api/v2/sessions", params={"page": page, "limit": limit})
-        return _parse(response, SessionsPage)
+        return await self._get("/api/v2/sessions", SessionsPage, params={"page": page, "limit": limit})
 
     async def count_sessions(self) -> int:
         # TextMagic has no total count; at limit=1 the page count is the number of sessions.
         return (await self.list_sessions(page=1, limit=1)).page_count
 
     async def get_session(self, session_id: int) -> MessageSession:
-        response = await self._request("GET", f"/api/v2/sessions/{session_id}", subject=session_id)
-        return _parse(response, MessageSession)
+        return await self._get(f"/api/v2/sessions/{session_id}", MessageSession, subject=session_id)
 
     async def get_session_stat(self, session_id: int, *, include_deleted: bool) -> SessionStat:
-        response = await self._request(
-            "GET",
+        return await self._get(
             f"/api/v2/sessions/{session_id}/stat",
+            SessionStat,
             params={"includeDeleted": int(include_deleted)},
             subject=session_id,
         )
-        return _parse(response, SessionStat)
 
     async def get_session_messages(
         self,
@@ -134,10 +141,9 @@ class TextMagicClient:
         params: dict[str, Any] = {"page": page, "limit": limit, "includeDeleted": int(include_deleted)}
         if statuses:
             params["statuses"] = ",".join(statuses)
-        response = await self._request(
-            "GET", f"/api/v2/sessions/{session_id}/messages", params=params, subject=session_id
+        return await self._get(
+            f"/api/v2/sessions/{session_id}/messages", MessagesPage, params=params, subject=session_id
         )
-        return _parse(response, MessagesPage)
 
     async def delete_session(self, session_id: int) -> None:
         await self._request("DELETE", f"/api/v2/sessions/{session_id}", subject=session_id)
@@ -152,6 +158,25 @@ class TextMagicClient:
         await self._request(
             "POST", "/api/v2/sessions/delete", json={"all": 1}, resend_if_maybe_received=False
         )
+
+    async def _get(
+        self,
+        path: str,
+        model: type[ModelT],
+        *,
+        params: Mapping[str, Any] | None = None,
+        subject: int | None = None,
+    ) -> ModelT:
+        response = await self._request("GET", path, params=params, subject=subject)
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})
+            raise TextMagicError(
+                f"TextMagic answered GET {path} with a body this server cannot read (problem at: "
+                f"{', '.join(fields[:5])}). Try again; if it persists, TextMagic's API may have changed and "
+                "this server needs an update."
+            ) from None
 
     async def _request(
         self,
@@ -169,6 +194,9 @@ class TextMagicClient:
         TextMagic (a timeout, a dropped connection, 429 or 5xx) is retried only when sending it twice does no
         harm (``resend_if_maybe_received``: reads and single deletes); otherwise it raises UncertainOutcome.
         """
+        # httpcore2 (40 ms to import) loads with the first request, not while MCP clients wait for the start.
+        import httpcore2
+
         started = anyio.current_time()
         attempt = 0
         maybe_received = False
@@ -180,7 +208,12 @@ class TextMagicClient:
             try:
                 response = await self._send(method, path, params, json)
             # A proxy that refuses the tunnel answers before anything reaches TextMagic.
-            except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.ProxyError) as exc:
+            except (
+                httpcore2.ConnectError,
+                httpcore2.ConnectTimeout,
+                httpcore2.PoolTimeout,
+                httpcore2.ProxyError,
+            ) as exc:
                 if (refusal := _certificate_refusal(exc)) is not None:
                     # Trying again cannot help: the same certificate would be refused.
                     raise TextMagicError(
@@ -189,9 +222,9 @@ class TextMagicClient:
                         "at its certificate authority; otherwise check TEXTMAGIC_BASE_URL."
                     ) from None
                 reached, problem = False, f"could not connect ({type(exc).__name__}: {exc})"
-            except httpx2.TimeoutException:
+            except httpcore2.TimeoutException:
                 reached, problem = True, f"no answer within {self._timeout:g} s (TEXTMAGIC_TIMEOUT)"
-            except httpx2.TransportError as exc:
+            except (httpcore2.NetworkError, httpcore2.ProtocolError) as exc:
                 reached, problem = True, f"the connection failed ({type(exc).__name__})"
             except httpx2.DecodingError:
                 reached, problem = True, "its answer could not be decompressed"
@@ -237,29 +270,43 @@ class TextMagicClient:
     async def _send(
         self, method: str, path: str, params: Mapping[str, Any] | None, json: Mapping[str, Any] | None
     ) -> httpx2.Response:
-        """One HTTP exchange, body read, through the transport itself rather than ``httpx2.AsyncClient``.
+        """One HTTP exchange, body read and decompressed.
 
-        The client's layers (URL merging, auth flow, redirects, cookies, hooks) do nothing this API needs,
-        and skipping them takes a tenth off the CPU each request costs (``bench/README.md``).
+        Made with httpcore2, the transport under httpx2, from parts prepared once: httpx2's request and
+        response objects parse and wrap every URL, header and body again, which in a burst of calls cost the
+        event loop a fifth of its time (``bench/README.md``).
         """
-        request = httpx2.Request(
+        import httpcore2
+
+        target = self._root_path + path.encode("ascii")
+        if params:
+            target += b"?" + urllib.parse.urlencode(params).encode("ascii")
+        headers = self._headers.raw
+        body = None
+        if json is not None:
+            body = jsonlib.dumps(json, separators=(",", ":")).encode()
+            headers += [(b"Content-Type", b"application/json"), (b"Content-Length", str(len(body)).encode())]
+        scheme, host, port = self._origin
+        request = httpcore2.Request(
             method,
-            self.base_url + path,
-            params=params,
-            json=json,
-            headers=self._headers,
+            httpcore2.URL(scheme=scheme, host=host, port=port, target=target),
+            headers=headers,
+            content=body,
             extensions=self._timeouts,
         )
-        response = await self._transport.handle_async_request(request)
-        response.request = request
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return response
+        answer = await self._connections.handle_async_request(request)
+        return httpx2.Response(answer.status, headers=answer.headers, content=answer.content)
 
 
-class _ConnectionPools(httpx2.AsyncBaseTransport):
+class Connections(Protocol):
+    """Where the client's requests go: an httpcore2 request in, its answer out with the whole body read."""
+
+    async def handle_async_request(self, request: httpcore2.Request) -> httpcore2.Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+class TextMagicConnections:
     """POOL_SIZE keep-alive connections, each in a pool of its own, built on the first request rather than at start.
 
     Building them loads the CA certificates for TLS: tens of milliseconds, up to a tenth of a second the first
@@ -272,56 +319,60 @@ class _ConnectionPools(httpx2.AsyncBaseTransport):
     """
 
     def __init__(self, proxy: str | None = None) -> None:
-        self._proxy = proxy
-        self._pools: list[httpx2.AsyncHTTPTransport] = []
+        self._proxy = httpx2.Proxy(proxy) if proxy else None
+        self._pools: list[httpcore2.AsyncConnectionPool] = []
         self._in_flight: list[int] = []
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+    async def handle_async_request(self, request: httpcore2.Request) -> httpcore2.Response:
         if not self._pools:
             tls = httpx2.create_ssl_context()
-            one = httpx2.Limits(max_connections=1, max_keepalive_connections=1)
-            self._pools = [
-                httpx2.AsyncHTTPTransport(verify=tls, limits=one, proxy=self._proxy) for _ in range(POOL_SIZE)
-            ]
+            self._pools = [self._pool(tls) for _ in range(POOL_SIZE)]
             self._in_flight = [0] * POOL_SIZE
         slot = self._in_flight.index(min(self._in_flight))
         self._in_flight[slot] += 1
-
-        def release() -> None:
-            self._in_flight[slot] -= 1
-
         try:
             response = await self._pools[slot].handle_async_request(request)
-        except BaseException:
-            release()
-            raise
-        # Busy until the body is read and closed, not just until the headers came (an async pool's body is async).
-        response.stream = _ReleasedOnClose(cast(httpx2.AsyncByteStream, response.stream), release)
-        return response
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            return response
+        finally:
+            # Busy until the body is read and the connection handed back, not just until the headers came.
+            self._in_flight[slot] -= 1
+
+    def _pool(self, tls: ssl.SSLContext) -> httpcore2.AsyncConnectionPool:
+        """One connection's pool: direct, or through the proxy as httpx2 would build it."""
+        import httpcore2
+
+        from server.network import AsyncioBackend
+
+        options: dict[str, Any] = {
+            "ssl_context": tls,
+            "max_connections": 1,
+            "max_keepalive_connections": 1,
+            # Seconds an idle connection is kept for reuse: httpx2's default.
+            "keepalive_expiry": 5.0,
+            "network_backend": AsyncioBackend(),
+        }
+        if self._proxy is None:
+            return httpcore2.AsyncConnectionPool(**options)
+        url = self._proxy.url
+        proxy_url = httpcore2.URL(
+            scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+        )
+        if url.scheme in ("socks5", "socks5h"):
+            return httpcore2.AsyncSOCKSProxy(proxy_url=proxy_url, proxy_auth=self._proxy.raw_auth, **options)
+        return httpcore2.AsyncHTTPProxy(
+            proxy_url=proxy_url,
+            proxy_auth=self._proxy.raw_auth,
+            proxy_ssl_context=self._proxy.ssl_context,
+            **options,
+        )
 
     async def aclose(self) -> None:
         for pool in self._pools:
             await pool.aclose()
-
-
-class _ReleasedOnClose(httpx2.AsyncByteStream):
-    """A response body that calls ``release`` once, when it is closed."""
-
-    def __init__(self, body: httpx2.AsyncByteStream, release: Callable[[], None]) -> None:
-        self._body = body
-        self._release: Callable[[], None] | None = release
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._body:
-            yield chunk
-
-    async def aclose(self) -> None:
-        release, self._release = self._release, None
-        try:
-            await self._body.aclose()
-        finally:
-            if release is not None:
-                release()
 
 
 def _certificate_refusal(exc: BaseException) -> str | None:
@@ -332,18 +383,6 @@ def _certificate_refusal(exc: BaseException) -> str | None:
             return str(cause.verify_message)
         cause = cause.__cause__ or cause.__context__
     return None
-
-
-def _parse(response: httpx2.Response, model: type[ModelT]) -> ModelT:
-    try:
-        return model.model_validate_json(response.content)
-    except ValidationError as exc:
-        fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})
-        raise TextMagicError(
-            f"TextMagic answered {response.request.method} {response.request.url.path} with a body this "
-            f"server cannot read (problem at: {', '.join(fields[:5])}). Try again; if it persists, "
-            "TextMagic's API may have changed and this server needs an update."
-        ) from None
 
 
 def _status_error(response: httpx2.Response, subject: int | None) -> TextMagicError:

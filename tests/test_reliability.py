@@ -9,13 +9,14 @@ from email.utils import format_datetime
 from typing import Any
 
 import anyio
-import httpx2
+import httpcore2
 import pytest
+from anyio.abc import SocketAttribute, SocketStream
 from starlette.middleware.gzip import GZipMiddleware
 
 from server.retry import RetryPolicy, retry_after_seconds
-from server.sandbox import Emulator
-from server.textmagic import POOL_SIZE, TextMagicError, UncertainOutcome
+from server.sandbox import Emulator, InProcess
+from server.textmagic import POOL_SIZE, TextMagicConnections, TextMagicError, UncertainOutcome
 from tests.conftest import API_KEY, USERNAME, ServedEmulator, connect, text_of, textmagic_client, tm_requests
 from tests.test_http import HttpProcess, mcp_client
 
@@ -319,15 +320,15 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     assert len(set(delays[3])) > 150, "jittered, not fixed"
 
 
-class FailingFirst(httpx2.AsyncBaseTransport):
-    """A real HTTP transport to the emulator behind which the first ``times`` sends fail with ``error``."""
+class FailingFirst:
+    """The client's real connections to the emulator, behind which the first ``times`` sends fail with ``error``."""
 
     def __init__(self, error: Exception, times: int) -> None:
-        self._real = httpx2.AsyncHTTPTransport()
+        self._real = TextMagicConnections()
         self._error = error
         self._left = times
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+    async def handle_async_request(self, request: httpcore2.Request) -> httpcore2.Response:
         if self._left > 0:
             self._left -= 1
             raise self._error
@@ -339,8 +340,8 @@ class FailingFirst(httpx2.AsyncBaseTransport):
 
 async def test_bulk_delete_is_retried_when_it_never_left(served: ServedEmulator, emulator: Emulator) -> None:
     ids = sorted(newest(emulator, 2))
-    refused = httpx2.ConnectError("connection refused")
-    async with textmagic_client(served.url, transport=FailingFirst(refused, times=2)) as client:
+    refused = httpcore2.ConnectError("connection refused")
+    async with textmagic_client(served.url, connections=FailingFirst(refused, times=2)) as client:
         await client.delete_sessions(ids)
     assert sent(emulator, "POST") == 1 and sorted(emulator.deleted_ids) == ids
 
@@ -349,32 +350,32 @@ async def test_bulk_delete_is_not_resent_once_it_may_have_arrived(
     served: ServedEmulator, emulator: Emulator
 ) -> None:
     ids = sorted(newest(emulator, 2))
-    dropped = httpx2.ReadError("connection reset by peer")
-    async with textmagic_client(served.url, transport=FailingFirst(dropped, times=1)) as client:
+    dropped = httpcore2.ReadError("connection reset by peer")
+    async with textmagic_client(served.url, connections=FailingFirst(dropped, times=1)) as client:
         with pytest.raises(UncertainOutcome, match="may or may not have been carried out"):
             await client.delete_sessions(ids)
     assert sent(emulator, "POST") == 0 and emulator.deleted_ids == []
 
 
-class Compressing(httpx2.AsyncBaseTransport):
+class Compressing(InProcess):
     """The emulator behind gzip (when the request accepts it), noting the encoding of every answer."""
 
     def __init__(self, emulator: Emulator) -> None:
-        self._real = httpx2.ASGITransport(app=GZipMiddleware(emulator.app, minimum_size=0))
-        self.encodings: list[str | None] = []
+        super().__init__(GZipMiddleware(emulator.app, minimum_size=0))
+        self.encodings: list[bytes | None] = []
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = await self._real.handle_async_request(request)
-        self.encodings.append(response.headers.get("content-encoding"))
+    async def handle_async_request(self, request: httpcore2.Request) -> httpcore2.Response:
+        response = await super().handle_async_request(request)
+        self.encodings.append(dict(response.headers).get(b"content-encoding"))
         return response
 
 
 async def test_compressed_answers_are_read(emulator: Emulator) -> None:
-    # The client asks for gzip itself: it sends through the transport, without httpx2.AsyncClient's defaults.
+    # The client asks for gzip itself, and decompresses what comes back.
     compressing = Compressing(emulator)
-    async with textmagic_client("http://textmagic.test", transport=compressing) as client:
+    async with textmagic_client("http://textmagic.test", connections=compressing) as client:
         page = await client.list_sessions(page=1, limit=5)
-    assert compressing.encodings == ["gzip"]
+    assert compressing.encodings == [b"gzip"]
     assert len(page.resources) == 5 and page.page_count > 1
 
 
@@ -393,8 +394,9 @@ def mislabelled(app: Any) -> Any:
 
 
 async def test_an_answer_that_cannot_be_decompressed_is_a_clear_error(emulator: Emulator) -> None:
-    transport = httpx2.ASGITransport(app=mislabelled(emulator.app))
-    async with textmagic_client("http://textmagic.test", transport=transport) as client:
+    async with textmagic_client(
+        "http://textmagic.test", connections=InProcess(mislabelled(emulator.app))
+    ) as client:
         with pytest.raises(TextMagicError, match=r"its answer could not be decompressed\. Tried 5 times"):
             await client.list_sessions(page=1, limit=5)
     assert sent(emulator, "GET") == 5
@@ -438,3 +440,35 @@ async def test_concurrent_requests_fill_the_whole_pool_and_no_more(
         assert len(peers(emulator)) == POOL_SIZE
     assert len(stats) == len(ids) == 60
     assert len(peers(emulator)) == POOL_SIZE
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    # A server that closes each keep-alive connection after one answer, as at the end of its idle timeout.
+    stat = b'{"all":3,"delivered":2,"failed":1,"rejected":0,"accepted":0,"sent":0,"scheduled":0}'
+    connections: list[int] = []
+    closed = anyio.Event()
+
+    async def answer_once(client: SocketStream) -> None:
+        connections.append(1)
+        async with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await client.receive()
+            await client.send(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%b" % (len(stat), stat)
+            )
+        closed.set()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with listener, anyio.create_task_group() as serving:
+        serving.start_soon(listener.serve, answer_once)
+        port = listener.extra(SocketAttribute.local_port)  # noqa: S610 (anyio's typed attributes, not Django)
+        # No retries: a request sent on the closed connection would fail the call.
+        async with textmagic_client(f"http://127.0.0.1:{port}", retry=RetryPolicy(max_attempts=1)) as client:
+            first = await client.get_session_stat(1, include_deleted=False)
+            await closed.wait()
+            second = await client.get_session_stat(1, include_deleted=False)
+        serving.cancel_scope.cancel()
+    assert first.all == second.all == 3
+    assert len(connections) == 2

@@ -56,15 +56,15 @@ print(gc.get_freeze_count(), gc.get_threshold()[0], gc.get_count()[2])
     assert frozen > 20_000 and young_threshold == 10_000 and old == 0
 
 
-def test_a_server_on_an_account_loads_neither_the_sandbox_nor_the_http_transport() -> None:
-    # In a fresh interpreter, as the console script starts over stdio: what is not used is not imported,
-    # because clients spawn the server at launch and wait for it.
+def test_a_server_on_an_account_starts_without_the_sandbox_the_http_transport_or_httpcore2() -> None:
+    # In a fresh interpreter, as the console script starts over stdio: what is not used yet is not imported,
+    # because clients spawn the server at launch and wait for it. httpcore2 comes with the first request.
     program = """
 import sys
 from server.cli import _build
 from server.config import load_settings
 _build(load_settings(username="u", api_key="k"))
-print(sorted(m for m in sys.modules if m.startswith(("server.sandbox", "server.http"))))
+print(sorted(m for m in sys.modules if m.startswith(("server.sandbox", "server.http", "server.network", "httpcore2"))))
 """
     done = subprocess.run(
         [sys.executable, "-c", program],
