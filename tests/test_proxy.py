@@ -95,6 +95,14 @@ class TunnelProxy:
     port: int
     seen: list[Seen] = field(default_factory=list)
 
+    def tunnels(self) -> list[tuple[str, str]]:
+        """Each tunnel's target, with the ``user:password`` its Proxy-Authorization carried."""
+        return [
+            (s.target, base64.b64decode(s.proxy_authorization.removeprefix("Basic ")).decode())
+            for s in self.seen
+            if s.proxy_authorization
+        ]
+
     async def handle(self, client: SocketStream) -> None:
         async with client:
             head = b""
@@ -122,11 +130,16 @@ async def pipe(source: ByteStream, sink: ByteStream) -> None:
 @dataclass
 class SocksProxy:
     """A SOCKS5 proxy (RFC 1928) that asks for a user name and password (RFC 1929); every connection leads to
-    127.0.0.1:``port``, whatever host it asks for. Notes each connection's target and user, and refusals."""
+    127.0.0.1:``port``, whatever host it asks for. Notes each connection's target and credentials, and
+    the refusals of a wrong password."""
 
     port: int
-    seen: list[tuple[str, int, str]] = field(default_factory=list)
+    seen: list[tuple[str, str]] = field(default_factory=list)
     refused: int = 0
+
+    def tunnels(self) -> list[tuple[str, str]]:
+        """Each connection's target, with the ``user:password`` it was opened with."""
+        return self.seen
 
     async def handle(self, client: SocketStream) -> None:
         async with client:
@@ -139,7 +152,8 @@ class SocksProxy:
             _, length = await incoming.receive_exactly(2)
             user = (await incoming.receive_exactly(length)).decode()
             length = (await incoming.receive_exactly(1))[0]
-            if (await incoming.receive_exactly(length)).decode() != PROXY_PASSWORD:
+            password = (await incoming.receive_exactly(length)).decode()
+            if password != PROXY_PASSWORD:
                 self.refused += 1
                 await client.send(b"\x01\x01")
                 return
@@ -150,7 +164,7 @@ class SocksProxy:
             else:
                 host = str(ipaddress.ip_address(await incoming.receive_exactly(4 if kind == 1 else 16)))
             target_port = int.from_bytes(await incoming.receive_exactly(2), "big")
-            self.seen.append((host, target_port, user))
+            self.seen.append((f"{host}:{target_port}", f"{user}:{password}"))
             async with await anyio.connect_tcp("127.0.0.1", self.port) as upstream:
                 await client.send(b"\x05\x00\x00\x01" + bytes(6))
                 async with anyio.create_task_group() as pipes:
@@ -329,7 +343,9 @@ async def get_session_through(
             return await client.call_tool("get_message_session", {"id": session_id})
 
 
-async def test_https_goes_through_the_proxys_tunnel_with_tls_checked_end_to_end(
+@pytest.mark.parametrize("scheme", ["http", "socks5h"])
+async def test_https_goes_through_the_proxy_with_tls_checked_end_to_end(
+    scheme: str,
     make_server: object,
     tls_emulator: tuple[Emulator, int, Path],
     no_proxy_variables: pytest.MonkeyPatch,
@@ -338,14 +354,12 @@ async def test_https_goes_through_the_proxys_tunnel_with_tls_checked_end_to_end(
     session_id = max(emulator.data.sessions)
     # The certificate is checked against the CA in SSL_CERT_FILE: how a proxy that inspects TLS is trusted.
     no_proxy_variables.setenv("SSL_CERT_FILE", str(cafile))
-    tunnel = TunnelProxy(port)
-    result = await get_session_through(tunnel, "http", make_server, session_id, no_proxy_variables)
+    # An HTTP proxy's CONNECT tunnel, or a SOCKS5 connection: either way TextMagic's host name goes to it.
+    proxy = TunnelProxy(port) if scheme == "http" else SocksProxy(port)
+    result = await get_session_through(proxy, scheme, make_server, session_id, no_proxy_variables)
     assert not result.is_error, text_of(result)
     assert result.structured_content is not None and result.structured_content["id"] == session_id
-    basic = base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
-    assert [(s.method, s.target, s.proxy_authorization) for s in tunnel.seen] == [
-        ("CONNECT", "textmagic.test:443", f"Basic {basic}")
-    ]
+    assert proxy.tunnels() == [("textmagic.test:443", f"{PROXY_USER}:{PROXY_PASSWORD}")]
     assert [r.path for r in tm_requests(emulator)] == [f"/api/v2/sessions/{session_id}"]
 
 
@@ -385,24 +399,10 @@ async def test_calls_go_through_a_socks_proxy(
     assert not result.is_error, text_of(result)
     assert result.structured_content is not None and result.structured_content["all"] > 0
     # The host name went to the proxy, which looked it up (socks5 and socks5h alike).
-    assert socks.seen == [("textmagic.test", 80, PROXY_USER)] and len(tm_requests(emulator)) == 1
+    assert socks.tunnels() == [("textmagic.test:80", f"{PROXY_USER}:{PROXY_PASSWORD}")]
+    assert len(tm_requests(emulator)) == 1
     assert f"through the proxy {proxy_url}" in caplog.text
     assert PROXY_PASSWORD not in caplog.text + text_of(result)
-
-
-async def test_https_goes_through_a_socks_proxy_with_tls_checked_end_to_end(
-    make_server: object,
-    tls_emulator: tuple[Emulator, int, Path],
-    no_proxy_variables: pytest.MonkeyPatch,
-) -> None:
-    emulator, port, cafile = tls_emulator
-    session_id = max(emulator.data.sessions)
-    no_proxy_variables.setenv("SSL_CERT_FILE", str(cafile))
-    socks = SocksProxy(port)
-    result = await get_session_through(socks, "socks5h", make_server, session_id, no_proxy_variables)
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None and result.structured_content["id"] == session_id
-    assert socks.seen == [("textmagic.test", 443, PROXY_USER)]
 
 
 async def test_a_socks_proxy_that_refuses_the_password_never_reached_textmagic(
