@@ -29,15 +29,24 @@ class AsyncioBackend(httpcore2.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore2.AsyncNetworkStream:
+        # asyncio's own loops try a host's next address after 250 ms, as anyio does, so a dead IPv6 route costs
+        # no timeout; other loops (uvloop, which uvicorn takes when it is installed) try them in turn.
+        loop = asyncio.get_running_loop()
+        eyeballs: dict[str, Any] = (
+            {"happy_eyeballs_delay": 0.25} if isinstance(loop, asyncio.BaseEventLoop) else {}
+        )
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(
-                    host, port, local_addr=(local_address, 0) if local_address else None
+                    host, port, local_addr=(local_address, 0) if local_address else None, **eyeballs
                 )
         except TimeoutError as exc:
             raise httpcore2.ConnectTimeout(f"no connection to {host}:{port} within {timeout} s") from exc
         except OSError as exc:
             raise httpcore2.ConnectError(str(exc)) from exc
+        sock = writer.get_extra_info("socket")
+        for option in socket_options or ():
+            sock.setsockopt(*option)
         return AsyncioStream(reader, writer)
 
     async def sleep(self, seconds: float) -> None:

@@ -472,3 +472,15 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None
         serving.cancel_scope.cancel()
     assert first.all == second.all == 3
     assert len(connections) == 2
+
+
+@pytest.mark.parametrize("anyio_backend", [pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")])
+async def test_the_client_works_on_uvloop(served: ServedEmulator, emulator: Emulator) -> None:
+    # uvicorn runs the HTTP transport on uvloop whenever it is installed, and uvloop's loop lacks some of
+    # asyncio's connection options.
+    pytest.importorskip("uvloop", reason="uvloop is not installed (it does not run on Windows)")
+    session_id = newest(emulator)[0]
+    async with textmagic_client(served.url) as client:
+        stat = await client.get_session_stat(session_id, include_deleted=False)
+        await client.delete_sessions([session_id])
+    assert stat.all > 0 and emulator.deleted_ids == [session_id]
