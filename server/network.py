@@ -112,7 +112,7 @@ class AsyncioStream(httpcore2.AsyncNetworkStream):
     def _readable(self) -> bool:
         if self._reader.at_eof() or self._reader.exception() is not None or self._writer.is_closing():
             return True
-        # asyncio reads in the background, so a closed connection's end may still be waiting in the socket.
+        # asyncio reads a socket when the loop next polls it: an end that arrived since still waits in it.
         sock = self._writer.get_extra_info("socket")
         if sock is None or sock.fileno() < 0:
             return True
