@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import pytest
 import trustme
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.streams.tls import TLSListener
 from mcp_types import CallToolResult
 from starlette.requests import Request
 from starlette.responses import Response
@@ -173,20 +175,28 @@ class SocksProxy:
 
 
 @asynccontextmanager
-async def listening(proxy: TunnelProxy | SocksProxy, scheme: str) -> AsyncIterator[str]:
-    """``proxy`` serving on a port of 127.0.0.1 of its own; yields its URL."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+async def listening(
+    proxy: TunnelProxy | SocksProxy, scheme: str, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[str]:
+    """``proxy`` serving on a port of 127.0.0.1 of its own, over TLS when given ``tls``; yields its URL."""
+    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = tcp.extra(SocketAttribute.local_port)  # noqa: S610 (anyio's typed attributes, not Django)
+    listener = tcp if tls is None else TLSListener(tcp, tls, standard_compatible=False)
     async with listener, anyio.create_task_group() as serving:
         serving.start_soon(listener.serve, proxy.handle)
-        port = listener.extra(SocketAttribute.local_port)  # noqa: S610 (anyio's typed attributes, not Django)
         yield f"{scheme}://127.0.0.1:{port}"
         serving.cancel_scope.cancel()
 
 
 @pytest.fixture
-def tls_emulator(tmp_path: Path) -> Iterator[tuple[Emulator, int, Path]]:
-    """An emulator serving HTTPS as textmagic.test, with a certificate from a CA of its own (the CA's file)."""
-    authority = trustme.CA()
+def authority() -> trustme.CA:
+    """A certificate authority of the tests' own, trusted only through SSL_CERT_FILE."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_emulator(authority: trustme.CA, tmp_path: Path) -> Iterator[tuple[Emulator, int, Path]]:
+    """An emulator serving HTTPS as textmagic.test, with a certificate from ``authority`` (the CA's file)."""
     certificate = authority.issue_cert("textmagic.test")
     cafile, certfile, keyfile = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
     authority.cert_pem.write_to_path(str(cafile))
@@ -334,19 +344,21 @@ async def get_session_through(
     make_server: Any,
     session_id: int,
     environment: pytest.MonkeyPatch,
+    tls: ssl.SSLContext | None = None,
 ) -> CallToolResult:
     """get_message_session on a server whose HTTPS_PROXY (with a password) is ``proxy``, served as ``scheme``."""
-    async with listening(proxy, scheme) as proxy_url:
+    async with listening(proxy, scheme, tls) as proxy_url:
         environment.setenv("HTTPS_PROXY", with_password(proxy_url))
         server = make_server(base_url="https://textmagic.test")
         async with connect(server, "modern") as client:
             return await client.call_tool("get_message_session", {"id": session_id})
 
 
-@pytest.mark.parametrize("scheme", ["http", "socks5h"])
+@pytest.mark.parametrize("scheme", ["http", "https", "socks5h"])
 async def test_https_goes_through_the_proxy_with_tls_checked_end_to_end(
     scheme: str,
     make_server: object,
+    authority: trustme.CA,
     tls_emulator: tuple[Emulator, int, Path],
     no_proxy_variables: pytest.MonkeyPatch,
 ) -> None:
@@ -354,9 +366,14 @@ async def test_https_goes_through_the_proxy_with_tls_checked_end_to_end(
     session_id = max(emulator.data.sessions)
     # The certificate is checked against the CA in SSL_CERT_FILE: how a proxy that inspects TLS is trusted.
     no_proxy_variables.setenv("SSL_CERT_FILE", str(cafile))
-    # An HTTP proxy's CONNECT tunnel, or a SOCKS5 connection: either way TextMagic's host name goes to it.
-    proxy = TunnelProxy(port) if scheme == "http" else SocksProxy(port)
-    result = await get_session_through(proxy, scheme, make_server, session_id, no_proxy_variables)
+    # An HTTP proxy's CONNECT tunnel (https://: TLS to TextMagic inside TLS to the proxy), or a SOCKS5
+    # connection: either way TextMagic's host name goes to the proxy.
+    proxy = SocksProxy(port) if scheme == "socks5h" else TunnelProxy(port)
+    tls = None
+    if scheme == "https":
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        authority.issue_cert("127.0.0.1").configure_cert(tls)
+    result = await get_session_through(proxy, scheme, make_server, session_id, no_proxy_variables, tls)
     assert not result.is_error, text_of(result)
     assert result.structured_content is not None and result.structured_content["id"] == session_id
     assert proxy.tunnels() == [("textmagic.test:443", f"{PROXY_USER}:{PROXY_PASSWORD}")]
