@@ -325,8 +325,7 @@ class TextMagicConnections:
 
     async def handle_async_request(self, request: httpcore2.Request) -> httpcore2.Response:
         if not self._pools:
-            tls = httpx2.create_ssl_context()
-            self._pools = [self._pool(tls) for _ in range(POOL_SIZE)]
+            self._pools = self._open()
             self._in_flight = [0] * POOL_SIZE
         slot = self._in_flight.index(min(self._in_flight))
         self._in_flight[slot] += 1
@@ -341,34 +340,33 @@ class TextMagicConnections:
             # Busy until the body is read and the connection handed back, not just until the headers came.
             self._in_flight[slot] -= 1
 
-    def _pool(self, tls: ssl.SSLContext) -> httpcore2.AsyncConnectionPool:
-        """One connection's pool: direct, or through the proxy as httpx2 would build it."""
+    def _open(self) -> list[httpcore2.AsyncConnectionPool]:
+        """POOL_SIZE pools of one connection each: direct, or through the proxy as httpx2 would build them."""
         import httpcore2
 
         from server.network import AsyncioBackend
 
         options: dict[str, Any] = {
-            "ssl_context": tls,
+            "ssl_context": httpx2.create_ssl_context(),
             "max_connections": 1,
             "max_keepalive_connections": 1,
             # Seconds an idle connection is kept for reuse: httpx2's default.
             "keepalive_expiry": 5.0,
             "network_backend": AsyncioBackend(),
         }
-        if self._proxy is None:
-            return httpcore2.AsyncConnectionPool(**options)
-        url = self._proxy.url
-        proxy_url = httpcore2.URL(
-            scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-        )
-        if url.scheme in ("socks5", "socks5h"):
-            return httpcore2.AsyncSOCKSProxy(proxy_url=proxy_url, proxy_auth=self._proxy.raw_auth, **options)
-        return httpcore2.AsyncHTTPProxy(
-            proxy_url=proxy_url,
-            proxy_auth=self._proxy.raw_auth,
-            proxy_ssl_context=self._proxy.ssl_context,
-            **options,
-        )
+        kind: type[httpcore2.AsyncConnectionPool] = httpcore2.AsyncConnectionPool
+        if self._proxy is not None:
+            url = self._proxy.url
+            options["proxy_url"] = httpcore2.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            )
+            options["proxy_auth"] = self._proxy.raw_auth
+            if url.scheme in ("socks5", "socks5h"):
+                kind = httpcore2.AsyncSOCKSProxy
+            else:
+                kind = httpcore2.AsyncHTTPProxy
+                options["proxy_ssl_context"] = self._proxy.ssl_context
+        return [kind(**options) for _ in range(POOL_SIZE)]
 
     async def aclose(self) -> None:
         for pool in self._pools:
