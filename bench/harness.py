@@ -21,6 +21,12 @@ import uvicorn
 from server.http import listening_socket
 from server.sandbox import Emulator
 
+# The tests' reader of the table text, from the checkout this runs in.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.table import expand, without_nulls
+
+__all__ = ["expand", "without_nulls"]
+
 USERNAME = "bench-user"
 API_KEY = "bench-key"
 TOKEN = "bench-token"
@@ -39,8 +45,14 @@ def emulator_on_loopback(**options: Any) -> Iterator[Served]:
     emulator = Emulator(username=USERNAME, api_key=API_KEY, **options)
     sock = listening_socket("127.0.0.1", 0)
     # asyncio's own loop, installed or not uvloop: the stand-in for TextMagic must not get faster with it.
+    # Idle connections are kept as long as nginx keeps them by default (uvicorn's own default is 5 s).
     config = uvicorn.Config(
-        emulator.app, loop="asyncio", log_level="warning", lifespan="off", log_config=None
+        emulator.app,
+        loop="asyncio",
+        log_level="warning",
+        lifespan="off",
+        log_config=None,
+        timeout_keep_alive=75,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import hmac
-import inspect
 import json
 import logging
 import reprlib
@@ -15,14 +13,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import httpx2
 from mcp.server import MCPServer
-from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.mcpserver import Context, RequestStateSecurity
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp.server.mcpserver.resolve import find_resolved_parameters
-from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
 from mcp_types import CallToolResult, InputRequiredResult
-from opentelemetry import trace
 from pydantic import ValidationError
 
 from server import __version__
@@ -30,9 +25,7 @@ from server.audit import AuditLog
 from server.config import ConfigError, Settings, environment_proxy, without_credentials
 from server.confirmation import Confirmations
 from server.context import AppContext, client_name
-from server.ratelimit import RateLimiter
-from server.retry import RetryPolicy
-from server.textmagic import TextMagicClient, track_statuses
+from server.textmagic import RateLimiter, RetryPolicy, TextMagicClient, track_statuses
 from tools.catalog import TOOLS, ToolSpec
 
 NAME = "textmagic-sessions"
@@ -72,21 +65,18 @@ class SessionsServer(MCPServer[AppContext]):
         self._audit = audit
         # The running server's context, for endpoints outside MCP (readiness); None while stopped.
         self.live: AppContext | None = None
-        self._arguments: dict[str, frozenset[str]] = {}
+        # Each served tool's argument names, read from its input schema on the first call.
+        self._arguments: dict[str, frozenset[str]] | None = None
         self._disabled: dict[str, str] = {}
         self._destructive: set[str] = set()
 
     def register(self, spec: ToolSpec) -> None:
         self.add_tool(
-            spec.fn,
+            spec.handler,
             name=spec.name,
             title=spec.title,
             description=spec.description,
             annotations=spec.annotations,
-        )
-        hidden = {find_context_parameter(spec.fn), *find_resolved_parameters(spec.fn)}
-        self._arguments[spec.name] = frozenset(
-            p for p in inspect.signature(spec.fn).parameters if p not in hidden
         )
 
     def disable(self, spec: ToolSpec, reason: str) -> None:
@@ -143,7 +133,7 @@ class SessionsServer(MCPServer[AppContext]):
                 )
             raise ToolError(self._disabled[name])
         # A misspelt argument (say "session_id") must not be silently dropped, least of all on a delete.
-        known = self._arguments.get(name)
+        known = (await self._argument_names()).get(name)
         unknown = sorted(set(arguments) - known) if known is not None else []
         if known is not None and unknown:
             raise ToolError(
@@ -157,6 +147,14 @@ class SessionsServer(MCPServer[AppContext]):
             if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
                 raise
             raise ToolError(explain_invalid_arguments(name, cause)) from cause
+
+    async def _argument_names(self) -> dict[str, frozenset[str]]:
+        if self._arguments is None:
+            self._arguments = {
+                tool.name: frozenset(tool.input_schema.get("properties", {}))
+                for tool in await self.list_tools()
+            }
+        return self._arguments
 
 
 def _ids_in(arguments: dict[str, Any]) -> list[int]:
@@ -178,8 +176,10 @@ def explain_invalid_arguments(tool: str, error: ValidationError) -> str:
     return f"Invalid arguments for {tool}: {'; '.join(clauses)}. Correct them and call again."
 
 
-def build_server(settings: Settings) -> SessionsServer:
+def build_server(settings: Settings, *, retry: RetryPolicy | None = None) -> SessionsServer:
     """The server for ``settings``: on the sandbox emulator when ``settings.sandbox``, else on TextMagic.
+
+    ``retry`` replaces the retry policy the settings describe (tests use quicker backoffs).
 
     Raises:
         ConfigError: for an unknown name in TEXTMAGIC_TOOLS or an audit log that cannot be written.
@@ -198,12 +198,14 @@ def build_server(settings: Settings) -> SessionsServer:
     connect = _sandbox_connection() if settings.sandbox else _textmagic_connection(settings)
     # One pacer per server, whatever the number of connections: the rate limit is per account.
     pacer = RateLimiter(settings.rate_limit)
-    retry = RetryPolicy(budget=settings.retry_budget, max_attempts=settings.retry_attempts)
+    retry = retry or RetryPolicy(budget=settings.retry_budget, max_attempts=settings.retry_attempts)
 
     @asynccontextmanager
     async def lifespan(running: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
         assert isinstance(running, SessionsServer)
-        async with TextMagicClient(timeout=settings.timeout, pacer=pacer, retry=retry, **connect) as client:
+        async with TextMagicClient(
+            timeout=settings.timeout, pacer=pacer, retry=retry, keepalive=settings.keepalive, **connect
+        ) as client:
             running.live = AppContext(
                 textmagic=client, confirmations=confirmations, audit=audit, settings=settings
             )
@@ -222,32 +224,11 @@ def build_server(settings: Settings) -> SessionsServer:
         audit=audit,
         request_state_security=_request_state_security(settings),
     )
-    if not tracing_installed():
-        # The SDK opens a span for every message even when nothing records it: a twentieth of the CPU a
-        # call costs. Its own advice is to drop the middleware to opt out.
-        server.middleware[:] = [m for m in server.middleware if not isinstance(m, OpenTelemetryMiddleware)]
     for spec in served:
         server.register(spec)
     for spec, reason in refusals:
         server.disable(spec, reason)
     return server
-
-
-def settle_for_serving() -> None:
-    """Tune the garbage collector for a long-running server; call once start-up is done.
-
-    Start-up leaves some 90,000 objects (the SDK's and our pydantic schemas, mostly) that live as long as the
-    process. Frozen, they are left out of full collections, which took 50 ms each (12 without them), long
-    enough to stall every call in flight. Young collections every 10,000 allocations rather than 700 spare
-    another tenth of a call's CPU; only garbage in reference cycles waits for them, so memory barely moves.
-    """
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
-
-
-def tracing_installed() -> bool:
-    """Whether an OpenTelemetry tracer provider is set (by ``opentelemetry-instrument``, for example)."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 def select_tools(settings: Settings) -> tuple[list[ToolSpec], list[tuple[ToolSpec, str]]]:
@@ -304,11 +285,12 @@ def _textmagic_connection(settings: Settings) -> dict[str, Any]:
 
 def _sandbox_connection() -> dict[str, Any]:
     # Imported here so a server on a real account never loads the emulator.
-    from server.sandbox import SANDBOX_API_KEY, SANDBOX_USERNAME, Emulator, InProcess
+    from server.sandbox import SANDBOX_API_KEY, SANDBOX_USERNAME, Emulator
 
     return {
         "base_url": SANDBOX_BASE_URL,
         "username": SANDBOX_USERNAME,
         "api_key": SANDBOX_API_KEY,
-        "connections": InProcess(Emulator().app),
+        # A fault in the emulator answers 500, as a server would, instead of raising into the client.
+        "transport": httpx2.ASGITransport(app=Emulator().app, raise_app_exceptions=False),
     }

@@ -50,9 +50,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{PROG}: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
     if command == "serve":
-        from server.app import settle_for_serving
-
-        settle_for_serving()
         if settings.transport == "http":
             from server.http import serve_http
 
@@ -215,4 +212,5 @@ def _serve_emulator(host: str, port: int, seed: int) -> None:
         f"username {SANDBOX_USERNAME!r}, API key {SANDBOX_API_KEY!r}",
         file=sys.stderr,
     )
-    uvicorn.run(Emulator(seed=seed).app, host=host, port=port, log_level="warning")
+    # Idle connections are kept as long as nginx keeps them by default (uvicorn alone: 5 s).
+    uvicorn.run(Emulator(seed=seed).app, host=host, port=port, log_level="warning", timeout_keep_alive=75)

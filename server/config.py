@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(None, description="TextMagic API v2 key of that user.")
     base_url: AnyHttpUrl = Field(AnyHttpUrl(DEFAULT_BASE_URL), description="TextMagic REST API root.")
     timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for TextMagic on each request.")
+    keepalive: float = Field(
+        120.0,
+        ge=0,
+        le=3600,
+        description="Seconds an idle connection to TextMagic is kept for the next call (0: a new one each time).",
+    )
     sandbox: bool = Field(
         False, description="Serve the built-in TextMagic emulator instead of a real account."
     )

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import __version__
-from server.app import SessionsServer, build_server, settle_for_serving
+from server.app import SessionsServer, build_server
 from server.config import ConfigError, Settings, load_settings
 from server.textmagic import TextMagicError
 
@@ -176,16 +176,14 @@ def app_from_environment() -> ASGIApp:
     except ConfigError as exc:
         # Raised out of a factory, it would reach the user as uvicorn's traceback; the message says it all.
         raise SystemExit(f"textmagic-sessions-mcp: configuration error: {exc}") from None
-    app = http_app(server, settings)
-    settle_for_serving()
-    return app
+    return http_app(server, settings)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
     """A bound, listening TCP socket whose connections asyncio will set to TCP_NODELAY.
 
     asyncio disables Nagle's algorithm only on sockets whose protocol is IPPROTO_TCP, and socket() defaults to
-    0: without it every small answer waits some 40 ms for a delayed ACK.
+    0: without it every small answer waits for the peer's delayed ACK.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)

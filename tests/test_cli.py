@@ -1,73 +1,83 @@
-"""The command line as a user runs it: the installed script, in subprocesses."""
+"""The command line: its parsing and commands in this process, through ``server.cli.main`` as the console script
+calls it; the installed script and ``python -m server`` once each, as a user runs them."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
+from server.cli import main
 from server.sandbox import Emulator
-from tests.conftest import API_KEY, USERNAME, ServedEmulator, shell_environment
-from tests.test_stdio import TOOL_NAMES, console_script
+from tests.helpers import API_KEY, TOOL_NAMES, USERNAME, ServedEmulator, newest, run_script
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [console_script(), *args],
-        env=shell_environment(**(env or {})),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+@pytest.fixture(autouse=True)
+def fresh_shell(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No TEXTMAGIC_* variables from the test run: as in a fresh shell."""
+    for name in [name for name in os.environ if name.startswith("TEXTMAGIC_")]:
+        monkeypatch.delenv(name)
+    return monkeypatch
 
 
-def test_tools_lists_every_tool_with_arguments() -> None:
-    done = run("--sandbox", "tools")
-    assert done.returncode == 0, done.stderr
-    for name in TOOL_NAMES:
-        assert f"{name}: " in done.stdout
-    assert "limit: integer 1..100, default 10." in done.stdout
-    assert "destructive, needs confirmation" in done.stdout
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the command line with ``args``; its exit code, standard output and standard error."""
+    code: Any = 0
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return int(code or 0), out, err
 
 
-def test_python_dash_m_server_does_the_same() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "server", "tools", "--sandbox"], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert "get_messages_by_session_id: " in done.stdout
-
-
-def test_call_on_the_sandbox_prints_json() -> None:
-    done = run("--sandbox", "call", "get_all_message_sessions", '{"limit": 2}')
+def test_the_installed_script_and_python_dash_m_server() -> None:
+    done = run_script("--sandbox", "call", "get_all_message_sessions", '{"limit": 2}')
     assert done.returncode == 0, done.stderr
     page = json.loads(done.stdout)
-    assert page["limit"] == 2 and len(page["resources"]) == 2
-    assert page["pageCount"] >= 10
+    assert page["limit"] == 2 and len(page["resources"]) == 2 and page["pageCount"] >= 10
+    module = subprocess.run(
+        [sys.executable, "-m", "server", "tools", "--sandbox"], capture_output=True, text=True, timeout=60
+    )
+    assert module.returncode == 0, module.stderr
+    assert "get_messages_by_session_id: " in module.stdout
 
 
-def test_call_error_exits_non_zero() -> None:
-    done = run("call", "get_message_session", '{"id": 1}', "--sandbox")
-    assert done.returncode == 1
-    output = json.loads(done.stdout)
+def test_tools_lists_every_tool_with_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "--sandbox", "tools")
+    assert code == 0
+    for name in TOOL_NAMES:
+        assert f"{name}: " in out
+    assert "limit: integer 1..100, default 10." in out
+    assert "destructive, needs confirmation" in out
+
+
+def test_call_error_exits_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "call", "get_message_session", '{"id": 1}', "--sandbox")
+    assert code == 1
+    output = json.loads(out)
     assert output["isError"] is True and "Session 1 does not exist" in output["error"]
 
 
 @pytest.mark.parametrize(
     ("arguments", "expected"), [("{not json", "not valid JSON"), ("[1, 2]", "must be a JSON object")]
 )
-def test_call_with_bad_json_explains(arguments: str, expected: str) -> None:
-    done = run("--sandbox", "call", "get_message_session", arguments)
-    assert done.returncode == 2 and expected in done.stderr
+def test_call_with_bad_json_explains(
+    capsys: pytest.CaptureFixture[str], arguments: str, expected: str
+) -> None:
+    code, _, err = cli(capsys, "--sandbox", "call", "get_message_session", arguments)
+    assert code == 2 and expected in err
 
 
-def test_starting_without_credentials_says_what_to_set() -> None:
-    done = run("tools")
-    assert done.returncode == 2
-    assert "TEXTMAGIC_USERNAME and TEXTMAGIC_API_KEY" in done.stderr and "--sandbox" in done.stderr
-    assert "Traceback" not in done.stderr
+def test_starting_without_credentials_says_what_to_set(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "tools")
+    assert code == 2
+    assert "TEXTMAGIC_USERNAME and TEXTMAGIC_API_KEY" in err and "--sandbox" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(
@@ -78,44 +88,65 @@ def test_starting_without_credentials_says_what_to_set() -> None:
         ("TEXTMAGIC_ALLOW_DELETE_ALL", "maybe"),
     ],
 )
-def test_invalid_settings_fail_at_start_naming_the_variable(variable: str, value: str) -> None:
-    done = run("--sandbox", "tools", env={variable: value})
-    assert done.returncode == 2
-    assert variable in done.stderr and "Traceback" not in done.stderr
+def test_invalid_settings_fail_at_start_naming_the_variable(
+    capsys: pytest.CaptureFixture[str], fresh_shell: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    fresh_shell.setenv(variable, value)
+    code, _, err = cli(capsys, "--sandbox", "tools")
+    assert code == 2
+    assert variable in err and "Traceback" not in err
 
 
-def test_call_against_a_real_account_shape(served: ServedEmulator, emulator: Emulator) -> None:
-    env = {"TEXTMAGIC_USERNAME": USERNAME, "TEXTMAGIC_API_KEY": API_KEY, "TEXTMAGIC_BASE_URL": served.url}
-    session_id = max(emulator.data.sessions)
-    done = run("call", "get_message_session", json.dumps({"id": session_id}), env=env)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == emulator.data.sessions[session_id]
-    refused = run(
-        "call", "get_message_session", '{"id": 1}', env=env | {"TEXTMAGIC_API_KEY": "bad-" + API_KEY}
-    )
-    assert refused.returncode == 1 and "401" in refused.stdout
-    for output in (done.stdout, done.stderr, refused.stdout, refused.stderr):
+def test_call_against_a_real_account_shape(
+    capsys: pytest.CaptureFixture[str],
+    fresh_shell: pytest.MonkeyPatch,
+    served: ServedEmulator,
+    emulator: Emulator,
+) -> None:
+    for name, value in {
+        "TEXTMAGIC_USERNAME": USERNAME,
+        "TEXTMAGIC_API_KEY": API_KEY,
+        "TEXTMAGIC_BASE_URL": served.url,
+    }.items():
+        fresh_shell.setenv(name, value)
+    [session_id] = newest(emulator)
+    code, out, err = cli(capsys, "call", "get_message_session", json.dumps({"id": session_id}))
+    assert code == 0, err
+    assert json.loads(out) == emulator.data.sessions[session_id]
+    fresh_shell.setenv("TEXTMAGIC_API_KEY", "bad-" + API_KEY)
+    refused, refused_out, refused_err = cli(capsys, "call", "get_message_session", '{"id": 1}')
+    assert refused == 1 and "401" in refused_out
+    for output in (out, err, refused_out, refused_err):
         assert API_KEY not in output
 
 
 @pytest.mark.parametrize(
-    ("args", "env"),
-    [(("--tools", "get_message_session,nope"), {}), ((), {"TEXTMAGIC_TOOLS": "nope"})],
+    ("args", "variable"),
+    [(("--tools", "get_message_session,nope"), None), ((), "nope")],
+    ids=["flag", "environment"],
 )
-def test_unknown_tool_in_the_allow_list_fails_at_start(args: tuple[str, ...], env: dict[str, str]) -> None:
-    done = run("--sandbox", *args, "tools", env=env)
-    assert done.returncode == 2
-    assert "TEXTMAGIC_TOOLS: unknown tool 'nope'" in done.stderr and "get_message_session_stat" in done.stderr
+def test_unknown_tool_in_the_allow_list_fails_at_start(
+    capsys: pytest.CaptureFixture[str],
+    fresh_shell: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    variable: str | None,
+) -> None:
+    if variable:
+        fresh_shell.setenv("TEXTMAGIC_TOOLS", variable)
+    code, _, err = cli(capsys, "--sandbox", *args, "tools")
+    assert code == 2
+    assert "TEXTMAGIC_TOOLS: unknown tool 'nope'" in err and "get_message_session_stat" in err
 
 
-def test_read_only_tools_listing() -> None:
-    done = run("tools", "--sandbox", "--read-only")
-    assert done.returncode == 0
-    assert "delete_" not in done.stdout and "get_messages_by_session_id" in done.stdout
+def test_read_only_and_tools_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    _, read_only, _ = cli(capsys, "tools", "--sandbox", "--read-only")
+    assert "delete_" not in read_only and "get_messages_by_session_id" in read_only
+    _, listed, _ = cli(capsys, "--sandbox", "--tools", "get_message_session", "tools")
+    assert listed.startswith("get_message_session: ") and "get_all_message_sessions: " not in listed
 
 
-def test_http_beyond_loopback_needs_tokens() -> None:
+def test_http_beyond_loopback_needs_tokens(capsys: pytest.CaptureFixture[str]) -> None:
     # Refused at start: nothing is ever bound to 0.0.0.0 here.
-    done = run("--sandbox", "--transport", "http", "--host", "0.0.0.0")  # noqa: S104
-    assert done.returncode == 2
-    assert "TEXTMAGIC_MCP_TOKENS" in done.stderr and "Traceback" not in done.stderr
+    code, _, err = cli(capsys, "--sandbox", "--transport", "http", "--host", "0.0.0.0")  # noqa: S104
+    assert code == 2
+    assert "TEXTMAGIC_MCP_TOKENS" in err and "Traceback" not in err

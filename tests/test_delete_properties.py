@@ -20,7 +20,7 @@ from mcp_types import ElicitRequestParams, ElicitResult
 from server.app import SessionsServer, build_server
 from server.config import load_settings
 from server.confirmation import Confirmations, Target
-from tests.conftest import API_KEY, USERNAME, ServedEmulator, connect, tm_requests
+from tests.helpers import API_KEY, USERNAME, ServedEmulator, connect, tm_requests
 
 SECRET = "property-test-secret"
 SINGLE, BULK = "delete_message_session", "delete_message_sessions_bulk"

@@ -9,23 +9,15 @@ import pytest
 
 from server.confirmation import Confirmations, Target
 from server.sandbox import Emulator
-from tests.conftest import connect, text_of, tm_requests
+from tests.helpers import connect, deletions, newest, text_of
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "shared-confirmation-secret-for-tests"
 
 
-def newest_ids(emulator: Emulator, count: int) -> list[int]:
-    return sorted(emulator.data.sessions, reverse=True)[:count]
-
-
-def deletions(emulator: Emulator) -> list[tuple[str, str, Any]]:
-    return [(r.method, r.path, r.body) for r in tm_requests(emulator) if r.method in ("DELETE", "POST")]
-
-
 async def test_single_delete_previews_then_deletes(make_server: Any, emulator: Emulator, era: str) -> None:
-    [session_id] = newest_ids(emulator, 1)
+    [session_id] = newest(emulator, 1)
     session = emulator.data.sessions[session_id]
     async with connect(make_server(), era) as client:
         preview = await client.call_tool("delete_message_session", {"id": session_id})
@@ -65,7 +57,7 @@ async def test_single_delete_previews_then_deletes(make_server: Any, emulator: E
 async def test_single_delete_refuses_without_a_valid_token(
     make_server: Any, emulator: Emulator, arguments: dict[str, Any]
 ) -> None:
-    [session_id] = newest_ids(emulator, 1)
+    [session_id] = newest(emulator, 1)
     async with connect(make_server(), "modern") as client:
         result = await client.call_tool("delete_message_session", {"id": session_id, **arguments})
     assert result.is_error
@@ -74,7 +66,7 @@ async def test_single_delete_refuses_without_a_valid_token(
 
 
 async def test_token_is_bound_to_tool_and_ids(make_server: Any, emulator: Emulator, era: str) -> None:
-    first, second = newest_ids(emulator, 2)
+    first, second = newest(emulator, 2)
     async with connect(make_server(), era) as client:
         single = await client.call_tool("delete_message_session", {"id": first})
         token = single.structured_content["confirmation_token"]
@@ -94,7 +86,7 @@ async def test_token_is_bound_to_tool_and_ids(make_server: Any, emulator: Emulat
 
 
 async def test_bulk_delete_exactly_what_was_previewed(make_server: Any, emulator: Emulator, era: str) -> None:
-    a, b, c = newest_ids(emulator, 3)
+    a, b, c = newest(emulator, 3)
     missing = 999
     async with connect(make_server(), era) as client:
         preview = await client.call_tool("delete_message_sessions_bulk", {"ids": [c, a, missing, b, a]})
@@ -193,7 +185,7 @@ async def test_delete_all_token_void_when_the_count_changed(make_server: Any, em
 
 
 async def test_expired_token_is_refused(make_server: Any, emulator: Emulator) -> None:
-    [session_id] = newest_ids(emulator, 1)
+    [session_id] = newest(emulator, 1)
     # Signed with the server's own secret, but issued 700 s ago with the default 600 s lifetime.
     past = Confirmations(SECRET.encode(), ttl_seconds=600, clock=lambda: time.time() - 700)
     token = past.issue("delete_message_session", Target.of_ids([session_id])).token
@@ -208,7 +200,7 @@ async def test_expired_token_is_refused(make_server: Any, emulator: Emulator) ->
 async def test_a_token_works_on_another_server_with_the_same_secret(
     make_server: Any, emulator: Emulator
 ) -> None:
-    first, second = newest_ids(emulator, 2)
+    first, second = newest(emulator, 2)
     async with connect(make_server(confirmation_secret=SECRET), "modern") as one:
         token_1 = (await one.call_tool("delete_message_session", {"id": first})).structured_content[
             "confirmation_token"
@@ -232,7 +224,7 @@ async def test_a_token_works_on_another_server_with_the_same_secret(
 async def test_confirmed_delete_of_a_vanished_session_is_reported(
     make_server: Any, emulator: Emulator
 ) -> None:
-    [session_id] = newest_ids(emulator, 1)
+    [session_id] = newest(emulator, 1)
     async with connect(make_server(), "modern") as client:
         token = (await client.call_tool("delete_message_session", {"id": session_id})).structured_content[
             "confirmation_token"
@@ -247,7 +239,7 @@ async def test_confirmed_delete_of_a_vanished_session_is_reported(
 
 
 async def test_bulk_confirmation_reports_sessions_that_vanished(make_server: Any, emulator: Emulator) -> None:
-    kept, vanished = newest_ids(emulator, 2)
+    kept, vanished = newest(emulator, 2)
     async with connect(make_server(), "modern") as client:
         preview = await client.call_tool("delete_message_sessions_bulk", {"ids": [kept, vanished]})
         token = preview.structured_content["confirmation_token"]

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from server.sandbox import Emulator
-from tests.conftest import ANCHOR, API_KEY, USERNAME, ServedEmulator
+from tests.helpers import ANCHOR, API_KEY, USERNAME, ServedEmulator
 
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "textmagic" / "sessions-openapi.yaml"
 AUTH = (USERNAME, API_KEY)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from server.sandbox import Emulator
-from tests.conftest import API_KEY, USERNAME, connect, text_of, tm_requests
+from tests.helpers import API_KEY, USERNAME, connect, text_of, tm_requests
 
 pytestmark = pytest.mark.anyio
 

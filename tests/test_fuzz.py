@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from server.app import SessionsServer, build_server
 from server.config import load_settings
-from tests.conftest import API_KEY, USERNAME, ServedEmulator, connect, text_of, tm_requests
-from tests.test_stdio import TOOL_NAMES
+from tests.helpers import API_KEY, TOOL_NAMES, USERNAME, ServedEmulator, connect, text_of, tm_requests
 
 ARGUMENT_NAMES = [
     "id",

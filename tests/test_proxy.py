@@ -27,20 +27,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from server.config import ConfigError, environment_proxy
-from server.retry import RetryPolicy
 from server.sandbox import Emulator
-from server.textmagic import TextMagicError, UncertainOutcome
-from tests.conftest import (
+from server.textmagic import RetryPolicy, TextMagicError, UncertainOutcome
+from tests.helpers import (
     API_KEY,
     USERNAME,
     ServedEmulator,
     connect,
+    run_script,
     serve_on_loopback,
     text_of,
     textmagic_client,
     tm_requests,
 )
-from tests.test_cli import run
 
 pytestmark = pytest.mark.anyio
 
@@ -326,7 +325,7 @@ def test_a_proxy_that_cannot_work_is_refused_without_echoing_it(
 
 
 def test_the_command_line_stops_on_a_bad_proxy() -> None:
-    done = run(
+    done = run_script(
         "tools",
         env={
             "TEXTMAGIC_USERNAME": USERNAME,

@@ -11,7 +11,7 @@ import pytest
 
 from server.sandbox import Emulator
 from server.sandbox.seed import STAT_BUCKETS
-from tests.conftest import USERNAME, connect, text_of, tm_requests
+from tests.helpers import USERNAME, connect, text_of, tm_requests
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,5 @@
-"""The compact text rendering loses nothing: a page's table expands back to the page, nulls aside."""
+"""The compact text rendering loses nothing: a page's table expands back to exactly the page (nulls aside),
+JSON types included."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict
 
 from server.sandbox import Emulator
-from tests.conftest import connect, text_of
-from tools.render import as_result, expand, without_nulls
+from tests.helpers import connect, text_of
+from tests.table import as_json, expand, without_nulls
+from tools.render import TABLE_LEGEND, as_result
 
 
 class Page(BaseModel):
@@ -32,13 +34,24 @@ texts = st.sampled_from(
 ) | st.text(max_size=50)
 # Finite floats only: JSON has no Infinity, so no TextMagic answer can hold one.
 finite = st.floats(allow_nan=False, allow_infinity=False)
-cells = st.one_of(st.none(), st.booleans(), st.integers(), finite, texts, st.just({"nested": [1, "x"]}))
+cells = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.sampled_from([0, 1, 0.0, 1.0, -0.0, True, False, "1", "true"]),
+    finite,
+    texts,
+    st.just({"nested": [1, "x"]}),
+)
 
 
 @st.composite
 def pages(draw: st.DrawFn) -> list[dict[str, Any]]:
     fields = draw(
-        st.lists(st.sampled_from(["text", "time", "name", "phone", "receiver", "flag", "extra"]), unique=True)
+        st.lists(
+            st.sampled_from(["text", "time", "name", "phone", "receiver", "flag", "extra", "parts"]),
+            unique=True,
+        )
     )
     count = draw(st.integers(min_value=0, max_value=12))
     ids = draw(
@@ -54,6 +67,11 @@ def pages(draw: st.DrawFn) -> list[dict[str, Any]]:
     if draw(st.booleans()):
         for item in resources:
             item["phone"] = item.get("receiver")
+    # Columns whose values are equal in Python but not in JSON: flags all true beside counts all 1.
+    if draw(st.booleans()):
+        flag, count = draw(st.sampled_from([(True, 1), (False, 0), (1, 1.0), (0, False)]))
+        for item in resources:
+            item["deleted"], item["partsCount"] = flag, count
     return resources
 
 
@@ -61,8 +79,26 @@ def pages(draw: st.DrawFn) -> list[dict[str, Any]]:
 def test_a_table_expands_back_to_its_page(resources: list[dict[str, Any]]) -> None:
     result = as_result(Page(page=1, resources=resources))
     rendered = json.loads(text_of(result))
-    assert expand(rendered) == without_nulls({"page": 1, "resources": resources})
-    assert result.structured_content == {"page": 1, "resources": resources}
+    assert as_json(expand(rendered)) == as_json(without_nulls({"page": 1, "resources": resources}))
+    assert as_json(result.structured_content) == as_json({"page": 1, "resources": resources})
+
+
+def test_a_flag_is_never_taken_for_a_count_it_equals_in_python() -> None:
+    resources = [{"id": n, "deleted": True, "partsCount": 1, "price": 1.0, "zero": 0} for n in (1, 2)]
+    resources += [{"id": 3, "deleted": False, "partsCount": 0, "price": 0.0, "zero": False}]
+    rendered = json.loads(text_of(as_result(Page(page=1, resources=resources))))
+    assert "copies" not in rendered
+    assert [row[rendered["columns"].index("deleted")] for row in rendered["rows"]] == [True, True, False]
+    uniform = [{"id": n, "deleted": True, "partsCount": 1} for n in (1, 2)]
+    assert json.loads(text_of(as_result(Page(page=1, resources=uniform))))["same"] == {
+        "deleted": True,
+        "partsCount": 1,
+    }
+
+
+def test_the_legend_explains_every_key_the_text_uses() -> None:
+    for key in ("columns", "same", "copies", "affixes", "repeats", "sameAs"):
+        assert f"'{key}'" in TABLE_LEGEND or f'"{key}"' in TABLE_LEGEND
 
 
 def test_shared_parts_are_written_once() -> None:
@@ -108,7 +144,7 @@ async def test_list_tools_text_is_lossless_and_short(make_server: Any, emulator:
     async with connect(make_server(), "modern") as client:
         result = await client.call_tool(tool, arguments)
     text = text_of(result)
-    assert expand(json.loads(text)) == without_nulls(result.structured_content)
+    assert as_json(expand(json.loads(text))) == as_json(without_nulls(result.structured_content))
     assert len(text) < 0.6 * len(json.dumps(result.structured_content, separators=(",", ":")))
 
 
@@ -117,4 +153,4 @@ def test_a_column_is_a_copy_only_of_an_equal_original() -> None:
     resources = [{"id": 1, "code": "SALE-100", "short": "100"}, {"id": 2, "code": "SALE-200", "short": "200"}]
     rendered = json.loads(text_of(as_result(Page(page=1, resources=resources))))
     assert "copies" not in rendered
-    assert expand(rendered) == without_nulls({"page": 1, "resources": resources})
+    assert as_json(expand(rendered)) == as_json(without_nulls({"page": 1, "resources": resources}))

@@ -1,4 +1,4 @@
-"""Safe deletes: the user's own approval where the client can ask, switches, progress, audit, pacing."""
+"""Safe deletes: the user's own approval where the client can ask, switches, progress, audit."""
 
 from __future__ import annotations
 
@@ -7,45 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp_types import ElicitRequestParams, ElicitResult, Implementation
+from mcp_types import Implementation
 
-from server.ratelimit import RateLimiter
 from server.sandbox import Emulator
-from tests.conftest import API_KEY, connect, text_of, tm_requests
+from tests.helpers import (
+    API_KEY,
+    User,
+    connect,
+    deletions,
+    newest,
+    preview_then_confirm,
+    text_of,
+    tm_requests,
+)
 
 pytestmark = pytest.mark.anyio
-
-
-class User:
-    """An elicitation callback: answers every question with ``action`` and records what it was asked."""
-
-    def __init__(self, action: str, content: dict[str, Any] | None = None) -> None:
-        self.action = action
-        self.content = content if content is not None else {"confirm": True}
-        self.questions: list[str] = []
-
-    async def __call__(self, _ctx: Any, params: ElicitRequestParams) -> ElicitResult:
-        self.questions.append(params.message)
-        return ElicitResult(action=self.action, content=self.content if self.action == "accept" else None)
-
-
-def newest(emulator: Emulator, count: int) -> list[int]:
-    return sorted(emulator.data.sessions, reverse=True)[:count]
-
-
-def deleted_requests(emulator: Emulator) -> list[str]:
-    return [r.method for r in tm_requests(emulator) if r.method in ("DELETE", "POST")]
-
-
-async def preview_then_confirm(client: Any, tool: str, arguments: dict[str, Any]) -> Any:
-    preview = await client.call_tool(tool, arguments)
-    assert not preview.is_error, text_of(preview)
-    result = preview.structured_content
-    confirming = {**arguments, "confirm": True, "confirmation_token": result["confirmation_token"]}
-    if "ids" in arguments:
-        # As the preview says: exactly the ids it lists, those that do not exist left out.
-        confirming["ids"] = result["preview"]["ids"]
-    return await client.call_tool(tool, confirming)
 
 
 @pytest.mark.parametrize("tool", ["delete_message_session", "delete_message_sessions_bulk"])
@@ -63,7 +39,7 @@ async def test_user_approves(make_server: Any, emulator: Emulator, era: str, too
     [question] = user.questions
     assert f"Delete {len(ids)} session" in question and "cannot be undone" in question
     assert "recipients" in question and "in account currency" in question
-    assert len(deleted_requests(emulator)) == 1
+    assert len(deletions(emulator)) == 1
 
 
 @pytest.mark.parametrize(
@@ -87,7 +63,7 @@ async def test_user_declines_or_cancels(
     assert result.structured_content["deleted"] is False
     assert said in result.structured_content["message"]
     assert len(user.questions) == 1
-    assert deleted_requests(emulator) == [] and emulator.deleted_ids == []
+    assert deletions(emulator) == [] and emulator.deleted_ids == []
 
 
 async def test_invalid_token_is_refused_before_asking(make_server: Any, emulator: Emulator, era: str) -> None:
@@ -245,36 +221,3 @@ def test_unknown_tool_name_fails_at_start(make_server: Any) -> None:
 
     with pytest.raises(ConfigError, match="TEXTMAGIC_TOOLS: unknown tool 'delete_everything'"):
         make_server(tools="get_message_session,delete_everything")
-
-
-async def test_pacer_keeps_any_second_under_the_limit() -> None:
-    now = [100.0]
-    started: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    pacer = RateLimiter(3, clock=lambda: now[0], sleep=sleep)
-    for _ in range(7):
-        await pacer.wait()
-        started.append(now[0])
-        now[0] += 0.01
-    # A burst of three goes at once; each later request waits for the oldest of its window to age out.
-    window = 1.02
-    assert started[:3] == pytest.approx([100.0, 100.01, 100.02])
-    assert started[3:6] == pytest.approx([100.0 + window, 100.01 + window, 100.02 + window])
-    assert started[6] == pytest.approx(100.0 + 2 * window)
-    for i, moment in enumerate(started):
-        assert sum(1 for other in started[i:] if other - moment < 1.0) <= 3
-
-
-async def test_pacer_below_one_request_per_second() -> None:
-    now = [0.0]
-
-    async def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    pacer = RateLimiter(0.5, clock=lambda: now[0], sleep=sleep)
-    await pacer.wait()
-    await pacer.wait()
-    assert now[0] == pytest.approx(2.04)

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from server.sandbox import Emulator
-from tests.conftest import API_KEY, USERNAME, ServedEmulator, connect
-from tests.test_stdio import stdio_server
+from tests.helpers import API_KEY, USERNAME, ServedEmulator, connect, stdio_server
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +60,7 @@ async def exercise(client: Any, emulator: Emulator, outputs: list[str]) -> None:
         {"ids": newest[1:3], "confirm": True, "confirmation_token": bulk_token},
     )
     await call("delete_message_sessions_bulk", {"all": True})
-    for fault in ({"status": 429}, {"status": 503}, {"status": 500}, {"reset": True}, {"stall": 2.0}):
+    for fault in ({"status": 429}, {"status": 503}, {"status": 500}, {"reset": True}, {"stall": 0.5}):
         # As many as the two attempts consume: leftovers would answer later calls.
         emulator.fail_next(times=2, **fault)
         await call("get_all_message_sessions", {})
@@ -84,7 +83,7 @@ async def test_no_secret_anywhere_in_process(
     settings = {
         "audit_log": str(audit),
         "confirmation_secret": CONFIRMATION_SECRET,
-        "timeout": 0.5,
+        "timeout": 0.2,
         "retry_attempts": 2,
         "retry_budget": 2,
     }
@@ -114,7 +113,7 @@ async def test_no_secret_on_a_debug_subprocess_stderr(
     env = {
         "TEXTMAGIC_LOG_LEVEL": "DEBUG",
         "TEXTMAGIC_CONFIRMATION_SECRET": CONFIRMATION_SECRET,
-        "TEXTMAGIC_TIMEOUT": "0.5",
+        "TEXTMAGIC_TIMEOUT": "0.2",
         "TEXTMAGIC_RETRY_ATTEMPTS": "2",
     }
     with (tmp_path / "stderr.log").open("w+") as errlog:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import base64
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,40 +11,19 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from server.sandbox import Emulator
-from tests.conftest import API_KEY, USERNAME, ServedEmulator, text_of, tm_requests
+from tests.helpers import (
+    API_KEY,
+    TOOL_NAMES,
+    USERNAME,
+    ServedEmulator,
+    console_script,
+    newest,
+    stdio_server,
+    text_of,
+    tm_requests,
+)
 
 pytestmark = pytest.mark.anyio
-
-TOOL_NAMES = {
-    "get_all_message_sessions",
-    "get_message_session",
-    "get_message_session_stat",
-    "get_messages_by_session_id",
-    "delete_message_session",
-    "delete_message_sessions_bulk",
-}
-
-
-def console_script() -> str:
-    script = Path(sys.executable).with_name("textmagic-sessions-mcp")
-    if not script.exists():
-        pytest.fail(f"{script} is missing: install the project first (pip install -e '.[dev]')")
-    return str(script)
-
-
-@asynccontextmanager
-async def stdio_server(
-    served: ServedEmulator, errlog: Any, mode: str, args: tuple[str, ...] = (), **env: str
-) -> AsyncIterator[Client]:
-    env = {
-        "TEXTMAGIC_USERNAME": USERNAME,
-        "TEXTMAGIC_API_KEY": API_KEY,
-        "TEXTMAGIC_BASE_URL": served.url,
-        **env,
-    }
-    params = StdioServerParameters(command=console_script(), args=list(args), env=env)
-    async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:
-        yield client
 
 
 async def test_every_tool_over_stdio(served: ServedEmulator, emulator: Emulator, tmp_path: Path) -> None:
@@ -106,22 +82,26 @@ async def test_every_tool_over_stdio(served: ServedEmulator, emulator: Emulator,
     ids = ",".join(map(str, sorted([two, three])))
     assert seen[11:] == [("POST", f"{base}/delete", {}, {"ids": ids, "all": 0})]
     assert sorted(emulator.deleted_ids) == sorted([one, two, three])
+    assert '"tool": "get_message_session", "outcome": "ok"' in log, "one line per call at INFO"
     assert API_KEY not in log
     assert base64.b64encode(f"{USERNAME}:{API_KEY}".encode()).decode() not in log
 
 
 async def test_legacy_era_over_stdio(served: ServedEmulator, emulator: Emulator, tmp_path: Path) -> None:
-    newest = max(emulator.data.sessions)
+    [session_id] = newest(emulator)
     with (tmp_path / "stderr.log").open("w+") as errlog:
-        async with stdio_server(served, errlog, mode="legacy") as client:
+        async with stdio_server(served, errlog, "legacy", TEXTMAGIC_LOG_LEVEL="WARNING") as client:
             assert client.protocol_version == "2025-11-25"
-            result = await client.call_tool("get_message_session_stat", {"id": newest})
-            refused = await client.call_tool("delete_message_session", {"id": newest, "confirm": True})
+            result = await client.call_tool("get_message_session_stat", {"id": session_id})
+            refused = await client.call_tool("delete_message_session", {"id": session_id, "confirm": True})
+        errlog.seek(0)
+        log = errlog.read()
     assert not result.is_error and result.structured_content is not None
     assert result.structured_content["all"] == len(
-        [m for m in emulator.data.messages[newest] if not m["deleted"]]
+        [m for m in emulator.data.messages[session_id] if not m["deleted"]]
     )
     assert refused.is_error and emulator.deleted_ids == []
+    assert '"duration_ms"' not in log, "TEXTMAGIC_LOG_LEVEL=WARNING leaves the per-call lines out"
 
 
 async def test_sandbox_over_stdio_as_a_new_user_runs_it(tmp_path: Path) -> None:
@@ -144,68 +124,28 @@ async def test_sandbox_over_stdio_as_a_new_user_runs_it(tmp_path: Path) -> None:
     assert after.is_error and f"Session {newest} does not exist" in text_of(after)
 
 
-@pytest.mark.parametrize(
-    ("args", "env"),
-    [(("--read-only",), {}), ((), {"TEXTMAGIC_READ_ONLY": "true"})],
-    ids=["flag", "environment"],
-)
-async def test_read_only_over_stdio(
-    served: ServedEmulator, emulator: Emulator, tmp_path: Path, args: tuple[str, ...], env: dict[str, str]
-) -> None:
-    session_id = max(emulator.data.sessions)
+async def test_switches_over_stdio(served: ServedEmulator, emulator: Emulator, tmp_path: Path) -> None:
+    # The flag and the variable together: read-only wins over the tool list.
+    [session_id] = newest(emulator)
+    listed = "get_message_session,delete_message_session"
     with (tmp_path / "stderr.log").open("w+") as errlog:
-        async with stdio_server(served, errlog, "auto", args, **env) as client:
+        async with stdio_server(served, errlog, "auto", ("--read-only",), TEXTMAGIC_TOOLS=listed) as client:
             names = {t.name for t in (await client.list_tools()).tools}
             refused = await client.call_tool("delete_message_session", {"id": session_id})
             bulk = await client.call_tool(
                 "delete_message_sessions_bulk", {"ids": [session_id], "confirm": True}
             )
+            unlisted = await client.call_tool("get_all_message_sessions", {})
             read = await client.call_tool("get_message_session", {"id": session_id})
         errlog.seek(0)
         log = errlog.read()
-    assert names == TOOL_NAMES - {"delete_message_session", "delete_message_sessions_bulk"}
+    assert names == {"get_message_session"}
     assert refused.is_error and "read-only" in text_of(refused)
     assert bulk.is_error and "read-only" in text_of(bulk)
+    assert unlisted.is_error and "not enabled on this server" in text_of(unlisted)
     assert not read.is_error
     assert [r.method for r in tm_requests(emulator)] == ["GET"] and emulator.deleted_ids == []
     # Refused delete attempts are audited on stderr like any other.
     audited = [line for line in log.splitlines() if "delete audit" in line]
     assert len(audited) == 2 and all('"outcome": "refused"' in line for line in audited)
     assert f'"ids": [{session_id}]' in audited[0]
-
-
-@pytest.mark.parametrize(
-    ("args", "env"),
-    [
-        (("--tools", "get_message_session_stat,get_message_session"), {}),
-        ((), {"TEXTMAGIC_TOOLS": "get_message_session_stat, get_message_session"}),
-    ],
-    ids=["flag", "environment"],
-)
-async def test_tool_allow_list_over_stdio(
-    served: ServedEmulator, emulator: Emulator, tmp_path: Path, args: tuple[str, ...], env: dict[str, str]
-) -> None:
-    session_id = max(emulator.data.sessions)
-    with (tmp_path / "stderr.log").open("w+") as errlog:
-        async with stdio_server(served, errlog, "legacy", args, **env) as client:
-            names = {t.name for t in (await client.list_tools()).tools}
-            listed = await client.call_tool("get_message_session_stat", {"id": session_id})
-            unlisted = await client.call_tool("get_all_message_sessions", {})
-            delete = await client.call_tool("delete_message_session", {"id": session_id})
-    assert names == {"get_message_session_stat", "get_message_session"}
-    assert not listed.is_error
-    assert unlisted.is_error and "not enabled on this server" in text_of(unlisted)
-    assert delete.is_error and emulator.deleted_ids == []
-    assert [r.path for r in tm_requests(emulator)] == [f"/api/v2/sessions/{session_id}/stat"]
-
-
-@pytest.mark.parametrize(("level", "logged"), [("INFO", True), ("WARNING", False)])
-async def test_log_level_governs_the_per_call_lines(
-    served: ServedEmulator, emulator: Emulator, tmp_path: Path, level: str, logged: bool
-) -> None:
-    with (tmp_path / "stderr.log").open("w+") as errlog:
-        async with stdio_server(served, errlog, "auto", TEXTMAGIC_LOG_LEVEL=level) as client:
-            await client.call_tool("get_message_session", {"id": max(emulator.data.sessions)})
-        errlog.seek(0)
-        log = errlog.read()
-    assert ('"tool": "get_message_session", "outcome": "ok"' in log) is logged

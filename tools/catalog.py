@@ -1,14 +1,17 @@
-"""The six tools with their titles and honest annotations, in the order they are listed."""
+"""The tools with their titles and honest annotations, in the order they are listed."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 
+from server.textmagic import TextMagicError
 from tools.deletes import delete_message_session, delete_message_sessions_bulk
 from tools.render import TABLE_LEGEND
 from tools.sessions import (
@@ -42,6 +45,20 @@ class ToolSpec:
     def description(self) -> str:
         text = inspect.cleandoc(self.fn.__doc__ or "")
         return f"{text}\n\n{TABLE_LEGEND}" if self.lists_pages else text
+
+    @property
+    def handler(self) -> Callable[..., Awaitable[Any]]:
+        """The tool function as registered: TextMagic's failures become text for the model to act on."""
+        fn = self.fn
+
+        @functools.wraps(fn)
+        async def explained(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except TextMagicError as exc:
+                raise ToolError(str(exc)) from exc
+
+        return explained
 
 
 TOOLS: tuple[ToolSpec, ...] = (

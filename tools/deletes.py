@@ -30,7 +30,8 @@ from server.audit import Outcome
 from server.confirmation import ConfirmationError, Target
 from server.context import AppContext, ToolContext, app_context, client_name
 from server.textmagic import TextMagicError, UncertainOutcome
-from tools.models import MAX_BULK_IDS, DeletePreview, DeleteResult, MessageSession, SessionId, SessionPreview
+from server.textmagic.models import MessageSession
+from tools.models import MAX_BULK_IDS, DeletePreview, DeleteResult, SessionId, SessionPreview
 from tools.render import as_result
 
 PREVIEW_TEXT_CHARS = 80

@@ -4,7 +4,7 @@ One object renders as JSON without nulls or untouched defaults. A page of resour
 which says the same in a fraction of the tokens: ``columns`` and ``rows``; ``same``, fields equal in every
 row; ``copies``, fields equal to another field in every row; ``affixes``, a prefix and suffix shared by every
 value of a field, written once; and in the fields listed under ``repeats``, ``{"sameAs": id}`` for a value
-equal to that of the earlier row with that id. ``expand`` turns the table back into the page, nulls aside.
+equal to that of the earlier row with that id. Values are equal only as JSON: ``true`` is not ``1``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ _MIN_AFFIX = 5
 _MIN_REPEAT = 40
 
 TABLE_LEGEND = (
-    "The text lists the page as a table: each row follows 'columns'; 'same' holds fields equal in every row, "
-    "'copies' fields equal to another field, 'affixes' a [prefix, suffix] around every value of a field, and "
-    '{"sameAs": id} stands for the value of the earlier row with that id.'
+    "The text lists the page as a table: each row follows 'columns' (fields null in every row are left out); "
+    "'same' holds fields equal in every row; 'copies' maps a field to the column it always equals; 'affixes' "
+    "gives a [prefix, suffix] around every value of a field; in the fields listed in 'repeats', "
+    '{"sameAs": id} stands for that field\'s value in the earlier row with that id.'
 )
 
 
@@ -37,60 +38,29 @@ def as_result(model: BaseModel) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
-def without_nulls(page: dict[str, Any]) -> dict[str, Any]:
-    """``page`` with the null fields of each resource left out: what ``expand`` gives back for its table."""
-    return {
-        **page,
-        "resources": [{k: v for k, v in item.items() if v is not None} for item in page["resources"]],
-    }
-
-
-def expand(rendered: dict[str, Any]) -> dict[str, Any]:
-    """The page a table rendering stands for, without nulls: the inverse of ``as_result`` for pages."""
-    if "columns" not in rendered:
-        return rendered
-    header = {k: v for k, v in rendered.items() if k not in _TABLE_KEYS}
-    columns: list[str] = rendered["columns"]
-    affixes: dict[str, list[str]] = rendered.get("affixes", {})
-    repeats = set(rendered.get("repeats", ()))
-    resources: list[dict[str, Any]] = []
-    by_id: dict[Any, dict[str, Any]] = {}
-    for row in rendered["rows"]:
-        item = dict(zip(columns, row, strict=True))
-        for column in repeats:
-            if isinstance(item.get(column), dict):
-                item[column] = by_id[item[column]["sameAs"]][column]
-        for column, (prefix, suffix) in affixes.items():
-            if item.get(column) is not None:
-                item[column] = prefix + item[column] + suffix
-        item |= rendered.get("same", {})
-        item |= {copy: item[original] for copy, original in rendered.get("copies", {}).items()}
-        by_id[item.get("id")] = item
-        resources.append({k: v for k, v in item.items() if v is not None})
-    return {**header, "resources": resources}
-
-
-_TABLE_KEYS = frozenset({"same", "copies", "affixes", "repeats", "columns", "rows"})
-
-
 def _table(items: list[dict[str, Any]]) -> dict[str, Any]:
     names = list(dict.fromkeys(name for item in items for name in item))
     values = {name: [item.get(name) for item in items] for name in names}
-    # Kept apart: ``values`` is rewritten below (affixes cut, repeats marked), a copy must equal the original.
-    originals = dict(values)
+    # Compared as JSON, so that true and 1 (equal in Python) stay apart. Kept apart from ``values``, which is
+    # rewritten below (affixes cut, repeats marked): a copy must equal the original.
+    originals = {name: [_json(value) for value in column] for name, column in values.items()}
     same: dict[str, Any] = {}
     copies: dict[str, str] = {}
     affixes: dict[str, list[str]] = {}
     repeats: list[str] = []
     columns: list[str] = []
-    for name, column in originals.items():
+    ids = originals.get("id", [])
+    # A repeat points to its row by id, which must then tell the rows apart.
+    ids_unique = len(ids) == len(items) and "null" not in ids and len(set(ids)) == len(ids)
+    for name, column in values.items():
         present = [value for value in column if value is not None]
         if not present:
             continue
-        if len(items) > 1 and len(present) == len(column) and all(value == column[0] for value in column):
+        encoded = originals[name]
+        if len(items) > 1 and len(present) == len(column) and all(value == encoded[0] for value in encoded):
             same[name] = column[0]
             continue
-        original = next((kept for kept in columns if originals[kept] == column), None)
+        original = next((kept for kept in columns if originals[kept] == encoded), None)
         if original is not None:
             copies[name] = original
             continue
@@ -101,7 +71,7 @@ def _table(items: list[dict[str, Any]]) -> dict[str, Any]:
         if len(prefix) + len(suffix) >= _MIN_AFFIX:
             affixes[name] = [prefix, suffix]
             values[name] = [None if v is None else v[len(prefix) : len(v) - len(suffix)] for v in column]
-        elif "id" in values and _mark_repeats(values, name):
+        elif ids_unique and _mark_repeats(values, name):
             repeats.append(name)
     table: dict[str, Any] = {}
     for key, part in (("same", same), ("copies", copies), ("affixes", affixes), ("repeats", repeats)):
@@ -151,6 +121,10 @@ def _mark_repeats(values: dict[str, list[Any]], name: str) -> bool:
             first_seen[value] = values["id"][i]
     values[name] = column
     return marked
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _compact(value: Any) -> str:

@@ -8,17 +8,8 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from server.context import ToolContext, app_context
-from tools.models import (
-    DeliveryStatus,
-    IncludeDeleted,
-    Limit,
-    MessageSession,
-    MessagesPage,
-    Page,
-    SessionId,
-    SessionsPage,
-    SessionStat,
-)
+from server.textmagic.models import DeliveryStatus, MessageSession, MessagesPage, SessionsPage, SessionStat
+from tools.models import IncludeDeleted, Limit, Page, SessionId
 from tools.render import as_result
 
 Statuses = Annotated[

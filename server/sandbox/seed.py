@@ -6,6 +6,7 @@ anchor, hundreds of messages across countries, statuses, prices and senders, som
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -144,15 +145,28 @@ class SeedData:
     sessions: dict[int, dict[str, Any]] = field(default_factory=dict)
     messages: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
+    def copy(self) -> SeedData:
+        """A copy whose sessions and messages can change without touching these (their values are flat)."""
+        return SeedData(
+            sessions={i: dict(s) for i, s in self.sessions.items()},
+            messages={i: [dict(m) for m in ms] for i, ms in self.messages.items()},
+        )
+
 
 def default_anchor() -> datetime:
     """Midnight UTC today: seed dates stay "recent" yet identical for a whole day."""
     return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def generate(seed: int = 7, anchor: datetime | None = None, sessions: int = 36) -> SeedData:
+def generate(seed: int = 7, anchor: datetime | None = None) -> SeedData:
+    """The account for ``seed`` and ``anchor`` (midnight UTC today by default), fresh to change at will."""
+    return _generated(seed, anchor or default_anchor()).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _generated(seed: int, anchor: datetime, sessions: int = 36) -> SeedData:
+    # Made once per seed and day: an emulator resets often (every test does), and the data never differs.
     rng = random.Random(seed)
-    anchor = anchor or default_anchor()
     data = SeedData()
     session_id = 48_210_000 + rng.randrange(1000)
     message_id = 1_204_900_000 + rng.randrange(100_000)

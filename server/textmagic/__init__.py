@@ -1,0 +1,19 @@
+"""The bottom layer: TextMagic's message-sessions API as typed calls. It knows nothing of MCP or of the tools.
+
+``client`` sends the requests (retries in ``retry``, pacing in ``pacer``), ``errors`` explains failures,
+``models`` holds TextMagic's objects, ``untrusted`` makes third-party text safe to show.
+"""
+
+from server.textmagic.client import TextMagicClient, track_statuses
+from server.textmagic.errors import TextMagicError, UncertainOutcome
+from server.textmagic.pacer import RateLimiter
+from server.textmagic.retry import RetryPolicy
+
+__all__ = [
+    "RateLimiter",
+    "RetryPolicy",
+    "TextMagicClient",
+    "TextMagicError",
+    "UncertainOutcome",
+    "track_statuses",
+]

@@ -1,0 +1,293 @@
+"""The TextMagic REST client: one ``httpx2.AsyncClient`` for the server's lifetime, the six operations, errors
+the model can act on."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import ssl
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import httpx2
+from pydantic import BaseModel, ValidationError
+
+from server import __version__
+from server.config import without_credentials
+from server.textmagic.errors import (
+    Failure,
+    given_up,
+    maybe_carried_out,
+    status_error,
+    unreadable,
+)
+from server.textmagic.models import MessageSession, MessagesPage, SessionsPage, SessionStat
+from server.textmagic.pacer import RateLimiter
+from server.textmagic.retry import RETRY_STATUSES, RetryPolicy, retry_after_seconds
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+USER_AGENT = f"textmagic-sessions-mcp/{__version__}"
+# TextMagic allows 50 requests/s per account: more requests in flight than that cannot help.
+MAX_CONNECTIONS = 50
+# Model turns take seconds and people pause to read: connections outlive them, so most calls of a
+# conversation skip the TCP and TLS handshakes. A connection TextMagic closed meanwhile is replaced.
+DEFAULT_KEEPALIVE = 120.0
+
+# httpcore2 (under httpx2) traces each step of a request at DEBUG, its SOCKS handshake with the proxy's
+# password in it: none of that reaches this server's log, whatever its level.
+logging.getLogger("httpcore2").setLevel(logging.INFO)
+
+# The HTTP statuses TextMagic answered during the current tool call, for its log line.
+_statuses: ContextVar[list[int] | None] = ContextVar("textmagic_statuses", default=None)
+
+
+def track_statuses() -> list[int]:
+    """From now on in this task (and tasks it starts), record every TextMagic status into the returned list."""
+    statuses: list[int] = []
+    _statuses.set(statuses)
+    return statuses
+
+
+class TextMagicClient:
+    """Typed access to TextMagic's message-sessions API, over keep-alive connections every call shares.
+
+    ``transport`` replaces the network (the sandbox's in-process emulator, or a test's transport); ``proxy`` is
+    a proxy URL (HTTP or SOCKS5) to reach TextMagic through; ``keepalive``, the seconds an idle connection is
+    kept for the next call.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        username: str,
+        api_key: str,
+        timeout: float,
+        pacer: RateLimiter,
+        retry: RetryPolicy,
+        proxy: str | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        keepalive: float = DEFAULT_KEEPALIVE,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        # httpx2.Proxy keeps the proxy's password out of its repr; the messages name the proxy without it.
+        self._proxy = httpx2.Proxy(proxy) if proxy else None
+        self._proxy_shown = without_credentials(proxy) if proxy else None
+        self._timeout = timeout
+        self._pacer = pacer
+        self._retry = retry
+        self._transport = transport
+        self._keepalive = keepalive
+        credentials = base64.b64encode(f"{username}:{api_key}".encode()).decode("ascii")
+        # httpx2.Headers, whose repr masks the Authorization value: the key exists nowhere else here.
+        self._headers = httpx2.Headers(
+            {"User-Agent": USER_AGENT, "Accept": "application/json", "Authorization": f"Basic {credentials}"}
+        )
+        self._http: httpx2.AsyncClient | None = None
+
+    async def __aenter__(self) -> TextMagicClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        elif self._transport is not None:
+            await self._transport.aclose()
+
+    async def list_sessions(self, *, page: int, limit: int) -> SessionsPage:
+        return await self._get("/api/v2/sessions", SessionsPage, params={"page": page, "limit": limit})
+
+    async def count_sessions(self) -> int:
+        # TextMagic has no total count; at limit=1 the page count is the number of sessions.
+        return (await self.list_sessions(page=1, limit=1)).page_count
+
+    async def get_session(self, session_id: int) -> MessageSession:
+        return await self._get(f"/api/v2/sessions/{session_id}", MessageSession, subject=session_id)
+
+    async def get_session_stat(self, session_id: int, *, include_deleted: bool) -> SessionStat:
+        return await self._get(
+            f"/api/v2/sessions/{session_id}/stat",
+            SessionStat,
+            params={"includeDeleted": int(include_deleted)},
+            subject=session_id,
+        )
+
+    async def get_session_messages(
+        self,
+        session_id: int,
+        *,
+        page: int,
+        limit: int,
+        statuses: Iterable[str] | None,
+        include_deleted: bool,
+    ) -> MessagesPage:
+        params: dict[str, Any] = {"page": page, "limit": limit, "includeDeleted": int(include_deleted)}
+        if statuses:
+            params["statuses"] = ",".join(statuses)
+        return await self._get(
+            f"/api/v2/sessions/{session_id}/messages", MessagesPage, params=params, subject=session_id
+        )
+
+    async def delete_session(self, session_id: int) -> None:
+        await self._request("DELETE", f"/api/v2/sessions/{session_id}", subject=session_id)
+
+    async def delete_sessions(self, session_ids: Iterable[int]) -> None:
+        """Raises UncertainOutcome when the request may have been carried out despite the failure."""
+        body = {"ids": ",".join(str(i) for i in session_ids), "all": 0}
+        await self._request("POST", "/api/v2/sessions/delete", json=body, resend_if_maybe_received=False)
+
+    async def delete_all_sessions(self) -> None:
+        """Raises UncertainOutcome when the request may have been carried out despite the failure."""
+        await self._request(
+            "POST", "/api/v2/sessions/delete", json={"all": 1}, resend_if_maybe_received=False
+        )
+
+    async def _get(
+        self,
+        path: str,
+        model: type[ModelT],
+        *,
+        params: Mapping[str, Any] | None = None,
+        subject: int | None = None,
+    ) -> ModelT:
+        response = await self._request("GET", path, params=params, subject=subject)
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            problems = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})
+            raise unreadable("GET", path, problems) from None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Mapping[str, Any] | None = None,
+        subject: int | None = None,
+        resend_if_maybe_received: bool = True,
+    ) -> httpx2.Response:
+        """Send, retrying transient failures within the retry policy. Two rules protect the account:
+
+        - a request that must not run twice (``resend_if_maybe_received=False``: a bulk delete) is sent again
+          only when it provably never left; once it may have reached TextMagic, UncertainOutcome is raised;
+        - a 404 to a DELETE sent again after an earlier attempt may have arrived means that attempt deleted it.
+        """
+        started = anyio.current_time()
+        attempts = 0
+        maybe_received = False
+        while True:
+            attempts += 1
+            await self._pacer.wait()
+            outcome = await self._attempt(method, path, params, json)
+            if isinstance(outcome, httpx2.Response):
+                if outcome.status_code == 404 and method == "DELETE" and maybe_received:
+                    return outcome
+                if outcome.is_error:
+                    raise status_error(outcome, subject)
+                return outcome
+            maybe_received = maybe_received or outcome.reached
+            if outcome.reached and not resend_if_maybe_received:
+                raise maybe_carried_out(outcome, self.base_url)
+            elapsed = anyio.current_time() - started
+            delay = outcome.retry_after if outcome.retry_after is not None else self._retry.backoff(attempts)
+            if not (
+                outcome.retryable
+                and attempts < self._retry.max_attempts
+                and elapsed + delay <= self._retry.budget
+            ):
+                raise given_up(
+                    outcome,
+                    attempts=attempts,
+                    elapsed=elapsed,
+                    subject=subject,
+                    base_url=self.base_url,
+                    proxy=self._proxy_shown,
+                )
+            await anyio.sleep(delay)
+
+    async def _attempt(
+        self, method: str, path: str, params: Mapping[str, Any] | None, json: Mapping[str, Any] | None
+    ) -> httpx2.Response | Failure:
+        """One exchange: TextMagic's final answer, or a Failure to weigh for another try."""
+        try:
+            response = await self._connections().request(method, path, params=params, json=json)
+        except httpx2.RequestError as exc:
+            return self._classify(exc)
+        if (statuses := _statuses.get()) is not None:
+            statuses.append(response.status_code)
+        if response.status_code in RETRY_STATUSES:
+            return Failure(
+                reached=True,
+                problem=f"HTTP {response.status_code}",
+                answer=response,
+                retry_after=retry_after_seconds(response.headers.get("retry-after")),
+            )
+        return response
+
+    def _classify(self, exc: httpx2.RequestError) -> Failure:
+        """Whether a failed exchange may have reached TextMagic, and whether trying again can help."""
+        # A proxy that refuses the tunnel answers before anything reaches TextMagic.
+        if isinstance(
+            exc,
+            httpx2.ConnectError | httpx2.ConnectTimeout | httpx2.PoolTimeout | httpx2.ProxyError,
+        ):
+            if (refusal := _certificate_refusal(exc)) is not None:
+                via = f" through the proxy {self._proxy_shown}" if self._proxy_shown else ""
+                return Failure(
+                    reached=False,
+                    retryable=False,
+                    problem=f"TextMagic's certificate at {self.base_url}{via} could not be verified ({refusal}), "
+                    "so nothing was sent. If a proxy or firewall on this network inspects TLS, point "
+                    "SSL_CERT_FILE at its certificate authority; otherwise check TEXTMAGIC_BASE_URL.",
+                )
+            return Failure(reached=False, problem=f"could not connect ({type(exc).__name__}: {exc})")
+        if isinstance(exc, httpx2.TimeoutException):
+            return Failure(reached=True, problem=f"no answer within {self._timeout:g} s (TEXTMAGIC_TIMEOUT)")
+        if isinstance(exc, httpx2.DecodingError):
+            return Failure(reached=True, problem="its answer could not be decompressed")
+        return Failure(reached=True, problem=f"the connection failed ({type(exc).__name__})")
+
+    def _connections(self) -> httpx2.AsyncClient:
+        """The HTTP client, built on the first request rather than at start.
+
+        Building it loads the CA certificates for TLS, which every MCP client would otherwise wait for before
+        the tools are even listed.
+        """
+        if self._http is None:
+            transport = self._transport or httpx2.AsyncHTTPTransport(
+                limits=httpx2.Limits(
+                    max_connections=MAX_CONNECTIONS,
+                    max_keepalive_connections=MAX_CONNECTIONS,
+                    keepalive_expiry=self._keepalive,
+                ),
+                proxy=self._proxy,
+            )
+            self._http = httpx2.AsyncClient(
+                base_url=self.base_url,
+                headers=self._headers,
+                timeout=httpx2.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
+                transport=transport,
+                # The proxy is the one the configuration chose; nothing else comes from the environment.
+                trust_env=False,
+            )
+        return self._http
+
+
+def _certificate_refusal(exc: BaseException) -> str | None:
+    """Why the server's TLS certificate was refused, when that is what ``exc`` comes from."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return str(cause.verify_message)
+        cause = cause.__cause__ or cause.__context__
+    return None
