@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import urllib.parse
 import urllib.request
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -64,6 +65,12 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(
         5, ge=1, le=20, description="Attempts per TextMagic request, the first included."
     )
+    timezone: str = Field(
+        "UTC", min_length=1, description="IANA time zone in which dates given to the tools are read."
+    )
+    scan_limit: int = Field(
+        10_000, ge=100, le=1_000_000, description="Sessions a filter may read before it stops, newest first."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Level of stderr logs."
     )
@@ -99,6 +106,15 @@ class Settings(BaseSettings):
                 "tokens, or bind to 127.0.0.1"
             )
         return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        if not known_timezone(name):
+            raise ValueError(
+                "is not a known IANA time zone; use a name such as Europe/Berlin or America/New_York"
+            )
+        return name
 
     @field_validator("base_url")
     @classmethod
@@ -201,6 +217,17 @@ def without_credentials(url: str) -> str:
     """``url`` with any user name and password left out, for logs and messages."""
     parts = urllib.parse.urlsplit(url)
     return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def known_timezone(name: str) -> bool:
+    """Whether ``name`` is an IANA time zone this machine knows (no file path, however it is spelt)."""
+    if len(name) > 64:
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
 
 
 def is_loopback(host: str) -> bool:

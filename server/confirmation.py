@@ -22,6 +22,9 @@ _VERSION = "v1"
 _MAX_TOKEN_LENGTH = 512
 
 
+AGAIN = "Call again without confirm to get a fresh preview and token, and show it to the user."
+
+
 class ConfirmationError(Exception):
     """The token does not authorise this delete; the message says why and what to do instead."""
 
@@ -32,6 +35,8 @@ class Target:
 
     ids: frozenset[int] = frozenset()
     all_count: int | None = None
+    # For a delete by filter: the digest of the filter the ids were matched with.
+    matched_by: str | None = None
 
     @classmethod
     def of_ids(cls, ids: Iterable[int]) -> Target:
@@ -41,11 +46,19 @@ class Target:
     def everything(cls, count: int) -> Target:
         return cls(all_count=count)
 
+    @classmethod
+    def matching(cls, filter_digest: str, ids: Iterable[int]) -> Target:
+        return cls(ids=frozenset(ids), matched_by=filter_digest)
+
     def digest(self) -> str:
         # A digest keeps tokens short however many ids they cover; order and duplicates cannot matter.
-        canonical = (
-            f"all:{self.all_count}" if self.all_count is not None else ",".join(map(str, sorted(self.ids)))
-        )
+        ids = ",".join(map(str, sorted(self.ids)))
+        if self.all_count is not None:
+            canonical = f"all:{self.all_count}"
+        elif self.matched_by is not None:
+            canonical = f"match:{self.matched_by}:{ids}"
+        else:
+            canonical = ids
         return _b64(hashlib.sha256(canonical.encode()).digest()[:18])
 
 
@@ -53,6 +66,18 @@ class Target:
 class IssuedToken:
     token: str
     expires_at: datetime
+    # Unique to this token: the key under which what its preview showed is kept.
+    nonce: str
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a genuine, unexpired token says."""
+
+    operation: str
+    target: str
+    expires: int
+    nonce: str
 
 
 class Confirmations:
@@ -67,39 +92,52 @@ class Confirmations:
 
     def issue(self, operation: str, target: Target) -> IssuedToken:
         expires = int(self._clock()) + self._ttl
-        claims = _b64(json.dumps({"op": operation, "t": target.digest(), "exp": expires}).encode())
+        nonce = secrets.token_urlsafe(12)
+        claims = _b64(
+            json.dumps({"op": operation, "t": target.digest(), "exp": expires, "n": nonce}).encode()
+        )
         token = f"{_VERSION}.{claims}.{self._sign(claims)}"
-        return IssuedToken(token=token, expires_at=datetime.fromtimestamp(expires, UTC))
+        return IssuedToken(token=token, expires_at=datetime.fromtimestamp(expires, UTC), nonce=nonce)
 
-    def verify(self, token: str, operation: str, target: Target) -> None:
-        """Raise ConfirmationError unless ``token`` was issued here for ``operation`` on exactly ``target``."""
-        again = "Call again without confirm to get a fresh preview and token, and show it to the user."
+    def open(self, token: str, operation: str) -> Claims:
+        """The claims of ``token``, or ConfirmationError unless it was issued here for ``operation`` and is
+        unexpired."""
         # Tokens are ASCII by construction; anything else is tampered (a lone surrogate cannot even be encoded).
         parts = token.split(".") if len(token) <= _MAX_TOKEN_LENGTH and token.isascii() else []
         if len(parts) != 3 or parts[0] != _VERSION:
-            raise ConfirmationError(f"The confirmation token is malformed. {again}")
+            raise ConfirmationError(f"The confirmation token is malformed. {AGAIN}")
         claims_part, signature = parts[1], parts[2]
         if not hmac.compare_digest(signature.encode(), self._sign(claims_part).encode()):
             raise ConfirmationError(
                 "The confirmation token was not issued by this server (altered, or signed with another "
-                f"TEXTMAGIC_CONFIRMATION_SECRET). {again}"
+                f"TEXTMAGIC_CONFIRMATION_SECRET). {AGAIN}"
             )
         try:
-            claims = json.loads(_unb64(claims_part))
-            op, digest, expires = str(claims["op"]), str(claims["t"]), int(claims["exp"])
+            raw = json.loads(_unb64(claims_part))
+            claims = Claims(str(raw["op"]), str(raw["t"]), int(raw["exp"]), str(raw["n"]))
         except (ValueError, KeyError, TypeError, binascii.Error):
-            raise ConfirmationError(f"The confirmation token is malformed. {again}") from None
-        if op != operation:
-            raise ConfirmationError(f"The confirmation token was issued for {op}, not {operation}. {again}")
-        if not hmac.compare_digest(digest.encode(), target.digest().encode()):
-            what = (
-                "a different number of sessions on the account than there is now"
-                if target.all_count is not None
-                else "a different set of session ids (pass exactly the ids listed in the preview)"
+            raise ConfirmationError(f"The confirmation token is malformed. {AGAIN}") from None
+        if claims.operation != operation:
+            raise ConfirmationError(
+                f"The confirmation token was issued for {claims.operation}, not {operation}. {AGAIN}"
             )
-            raise ConfirmationError(f"The confirmation token was issued for {what}. {again}")
-        if self._clock() >= expires:
-            raise ConfirmationError(f"The confirmation token expired. {again}")
+        if self._clock() >= claims.expires:
+            raise ConfirmationError(f"The confirmation token expired. {AGAIN}")
+        return claims
+
+    def verify(self, token: str, operation: str, target: Target) -> Claims:
+        """The claims of ``token``, or ConfirmationError unless it was issued here for ``operation`` on exactly
+        ``target``, and is unexpired."""
+        claims = self.open(token, operation)
+        if not hmac.compare_digest(claims.target.encode(), target.digest().encode()):
+            if target.all_count is not None:
+                what = "a different number of sessions on the account than there is now"
+            elif target.matched_by is not None:
+                what = "a different filter (pass the same filter arguments as the preview)"
+            else:
+                what = "a different set of session ids (pass exactly the ids listed in the preview)"
+            raise ConfirmationError(f"The confirmation token was issued for {what}. {AGAIN}")
+        return claims
 
     def _sign(self, claims: str) -> str:
         return _b64(hmac.new(self._key, claims.encode(), hashlib.sha256).digest())

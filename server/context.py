@@ -1,4 +1,5 @@
-"""What every tool call can reach: the server-lifetime TextMagic client, the token signer, the settings."""
+"""What every tool call can reach: the server-lifetime TextMagic client, the token signer, what previews showed,
+the audit log, the settings."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from mcp.server.mcpserver import Context
 from server.audit import AuditLog
 from server.config import Settings
 from server.confirmation import Confirmations
+from server.previews import PreviewStore
 from server.textmagic import TextMagicClient
 
 
@@ -17,6 +19,7 @@ from server.textmagic import TextMagicClient
 class AppContext:
     textmagic: TextMagicClient
     confirmations: Confirmations
+    previews: PreviewStore
     audit: AuditLog
     settings: Settings
 

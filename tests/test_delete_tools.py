@@ -125,7 +125,7 @@ async def test_bulk_preview_of_only_missing_ids_gives_no_token(make_server: Any,
     async with connect(make_server(), "modern") as client:
         result = await client.call_tool("delete_message_sessions_bulk", {"ids": [5, 6]})
     assert not result.is_error
-    assert result.structured_content["confirmation_token"] is None
+    assert "confirmation_token" not in result.structured_content
     assert result.structured_content["preview"]["missing_ids"] == [5, 6]
     assert "Nothing to delete" in result.structured_content["message"]
 

@@ -23,6 +23,17 @@ ARGUMENT_NAMES = [
     "all",
     "confirm",
     "confirmation_token",
+    "since",
+    "until",
+    "timezone",
+    "text",
+    "source",
+    "destination",
+    "with_stats",
+    "sort",
+    "group_by",
+    "failed_limit",
+    "exclude_delivered_later",
 ]
 
 scalars = st.one_of(
@@ -32,7 +43,10 @@ scalars = st.one_of(
     st.integers(min_value=-3, max_value=103),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=30),
-    st.sampled_from(["d", "f", "x", "D", "1", "true", "null", "[1, 2]", "v1.a.b", "\u202e", "0"]),
+    st.sampled_from(
+        ["d", "f", "x", "D", "1", "true", "null", "[1, 2]", "v1.a.b", "\u202e", "0", "O", "t", "country"]
+    ),
+    st.sampled_from(["2026-11-19", "2026-11-19T09:00", "2026-02-30", "Europe/Berlin", "Mars/Base", "../etc"]),
 )
 values = st.recursive(
     scalars,

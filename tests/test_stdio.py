@@ -119,7 +119,7 @@ async def test_sandbox_over_stdio_as_a_new_user_runs_it(tmp_path: Path) -> None:
                 "delete_message_session", {"id": newest, "confirm": True, "confirmation_token": token}
             )
             after = await client.call_tool("get_message_session", {"id": newest})
-    assert len(page.structured_content["resources"]) == 36
+    assert len(page.structured_content["resources"]) == 37
     assert done.structured_content and done.structured_content["deleted"] is True
     assert after.is_error and f"Session {newest} does not exist" in text_of(after)
 

@@ -1,4 +1,5 @@
-"""The tools with their titles and honest annotations, in the order they are listed."""
+"""What the server offers: the tools with their titles and honest annotations (in the order they are listed), the
+resources beside them, and the prompts. The app wiring registers them."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp_types import ToolAnnotations
 
 from server.textmagic import TextMagicError
+from tools.cleanup import delete_message_sessions_matching
 from tools.deletes import delete_message_session, delete_message_sessions_bulk
+from tools.failures import CSV_TEMPLATE, failed_recipients_csv, get_failed_recipients
+from tools.finding import find_message_sessions
+from tools.prompts import cleanup_sessions, delivery_report
 from tools.render import TABLE_LEGEND
+from tools.reports import get_delivery_report
+from tools.resources import REPORT_TEMPLATE, SESSION_TEMPLATE, report_resource, session_resource
 from tools.sessions import (
     get_all_message_sessions,
     get_message_session,
@@ -24,9 +31,8 @@ from tools.sessions import (
 # Every tool talks to TextMagic, an external service: open world.
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 # Deleting an already deleted session changes nothing more: idempotent, yet destructive.
-DELETE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
-)
+# Not read-only goes without saying once destructive is said.
+DELETE = ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 
 
 @dataclass(frozen=True)
@@ -34,8 +40,8 @@ class ToolSpec:
     fn: Callable[..., Awaitable[Any]]
     title: str
     annotations: ToolAnnotations
-    # Pages render as tables: their description says how to read one.
-    lists_pages: bool = False
+    # How its result's lists read (tools.render), said in its description.
+    legend: str | None = None
 
     @property
     def name(self) -> str:
@@ -43,29 +49,79 @@ class ToolSpec:
 
     @property
     def description(self) -> str:
-        text = inspect.cleandoc(self.fn.__doc__ or "")
-        return f"{text}\n\n{TABLE_LEGEND}" if self.lists_pages else text
+        # Paragraphs on one line each: the docstring's wrapping means nothing to the model.
+        paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(self.fn.__doc__ or "").split("\n\n")]
+        return "\n".join([*paragraphs, self.legend] if self.legend else paragraphs)
 
     @property
     def handler(self) -> Callable[..., Awaitable[Any]]:
         """The tool function as registered: TextMagic's failures become text for the model to act on."""
-        fn = self.fn
+        return _explained(self.fn, ToolError)
 
-        @functools.wraps(fn)
-        async def explained(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return await fn(*args, **kwargs)
-            except TextMagicError as exc:
-                raise ToolError(str(exc)) from exc
 
-        return explained
+@dataclass(frozen=True)
+class ResourceSpec:
+    fn: Callable[..., Awaitable[str]]
+    uri: str
+    name: str
+    mime_type: str
+    # Served only with this tool: what the tool lists and switches leave out, its resource leaves out too.
+    tool: str
+
+    @property
+    def description(self) -> str:
+        return inspect.cleandoc(self.fn.__doc__ or "")
+
+    @property
+    def handler(self) -> Callable[..., Awaitable[str]]:
+        return _explained(self.fn, ResourceError)
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    fn: Callable[..., str]
+    title: str
+    tool: str
+
+
+def _explained(fn: Callable[..., Awaitable[Any]], error: type[Exception]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(fn)
+    async def explained(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except TextMagicError as exc:
+            raise error(str(exc)) from exc
+        except ToolError as exc:
+            # A tool's own refusal (bad arguments) read through a resource.
+            if error is ToolError:
+                raise
+            raise error(str(exc)) from exc
+
+    return explained
 
 
 TOOLS: tuple[ToolSpec, ...] = (
-    ToolSpec(get_all_message_sessions, "List message sessions", READ, lists_pages=True),
+    ToolSpec(get_all_message_sessions, "List message sessions", READ, TABLE_LEGEND),
     ToolSpec(get_message_session, "Get a message session", READ),
     ToolSpec(get_message_session_stat, "Get a session's delivery statistics", READ),
-    ToolSpec(get_messages_by_session_id, "Get a session's messages", READ, lists_pages=True),
+    ToolSpec(get_messages_by_session_id, "Get a session's messages", READ, TABLE_LEGEND),
+    ToolSpec(find_message_sessions, "Find message sessions", READ),
+    ToolSpec(get_delivery_report, "Delivery report", READ),
+    ToolSpec(get_failed_recipients, "Failed recipients", READ),
     ToolSpec(delete_message_session, "Delete a message session", DELETE),
     ToolSpec(delete_message_sessions_bulk, "Delete message sessions (bulk or all)", DELETE),
+    ToolSpec(delete_message_sessions_matching, "Delete message sessions by filter", DELETE),
+)
+RESOURCES: tuple[ResourceSpec, ...] = (
+    ResourceSpec(session_resource, SESSION_TEMPLATE, "session", "application/json", "get_message_session"),
+    ResourceSpec(report_resource, REPORT_TEMPLATE, "session-report", "text/markdown", "get_delivery_report"),
+    ResourceSpec(
+        failed_recipients_csv, CSV_TEMPLATE, "failed-recipients", "text/csv", "get_failed_recipients"
+    ),
+)
+PROMPTS: tuple[PromptSpec, ...] = (
+    PromptSpec(delivery_report, "Delivery report of a session or a period", "get_delivery_report"),
+    PromptSpec(
+        cleanup_sessions, "Clean out sessions, with a preview first", "delete_message_sessions_matching"
+    ),
 )

@@ -1,93 +1,55 @@
-"""The two delete tools. Nothing is deleted without a preview, a confirming call carrying that preview's token,
-and, where the client can ask its user, the user's own approval.
-
-A call runs in three steps. ``plan_*`` works out what the call asks for and what exists (validation, token
-check, session look-ups); ``ask_*`` turns a confirmed plan into a question for the user when the client can
-ask one; the tool body then previews, refuses, or deletes, and writes the audit record. The first two are
-resolvers: on the 2026-07-28 protocol they run again on the round that brings the user's answer, so they
-only read.
+"""The delete tools by id: one session, or 1 to 100 (or all). Nothing is deleted without a preview, a confirming
+call carrying that preview's token, and, where the client can ask its user, the user's own approval (the
+steps are explained in ``tools.confirming``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Annotated, Literal
+from typing import Annotated
 
-import anyio
-import anyio.abc
-from mcp.server.mcpserver import (
-    AcceptedElicitation,
-    CancelledElicitation,
-    Elicit,
-    ElicitationResult,
-    Resolve,
-)
+from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, Elicit, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from server.audit import Outcome
 from server.confirmation import ConfirmationError, Target
 from server.context import AppContext, ToolContext, app_context, client_name
 from server.textmagic import TextMagicError, UncertainOutcome
 from server.textmagic.models import MessageSession
-from tools.models import MAX_BULK_IDS, DeletePreview, DeleteResult, SessionId, SessionPreview
+from tools.briefs import brief
+from tools.confirming import (
+    NOT_ASKED,
+    Confirm,
+    ConfirmationToken,
+    DeleteApproval,
+    Refusal,
+    can_ask_user,
+    gate,
+    id_list,
+    look_up,
+    question,
+    sessions_phrase,
+)
+from tools.models import MAX_BULK_IDS, DeletePreview, DeleteResult, IdValue, SessionId
 from tools.render import as_result
 
-PREVIEW_TEXT_CHARS = 80
-# Look-ups run concurrently; the TextMagic client's pacer keeps them under the account's rate limit.
-PREVIEW_CONCURRENCY = 8
 SINGLE = "delete_message_session"
 BULK = "delete_message_sessions_bulk"
 
-Confirm = Annotated[
-    bool,
-    Field(
-        description="Leave false (the default) to get a preview and a confirmation_token; nothing is deleted. "
-        "Set true only after the user agreed to that preview, together with its confirmation_token."
-    ),
-]
-ConfirmationToken = Annotated[
-    str | None,
-    Field(
-        max_length=512,
-        description="The confirmation_token from the preview call; required with confirm=true.",
-    ),
-]
 BulkIds = Annotated[
-    list[SessionId] | None,
+    list[IdValue] | None,
     Field(
         min_length=1,
         max_length=MAX_BULK_IDS,
-        description="1 to 100 session ids to delete; order and duplicates do not matter. Not with all=true.",
+        description="Sessions to delete; not with all",
     ),
 ]
 DeleteAll = Annotated[
     bool,
-    Field(
-        description="Delete EVERY session of the account. Refused unless the server runs with "
-        "TEXTMAGIC_ALLOW_DELETE_ALL=true. Not with ids."
-    ),
+    Field(description="EVERY session of the account; needs TEXTMAGIC_ALLOW_DELETE_ALL=true on the server"),
 ]
-
-
-class DeleteApproval(BaseModel):
-    """The form the user sees before a confirmed delete."""
-
-    confirm: bool = Field(
-        title="Delete permanently",
-        description="Yes, delete these sessions and all their messages. This cannot be undone.",
-    )
-
-
-# What the approval resolver yields when nobody is asked; the body then never reads it.
-NOT_ASKED = DeleteApproval(confirm=False)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    outcome: Literal["refused", "failed"]
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -124,7 +86,7 @@ class DeletePlan:
         if self.delete_all:
             return DeletePreview(all_sessions_count=self.all_count)
         return DeletePreview(
-            sessions=[_brief(s) for s in self.sessions],
+            sessions=[brief(s) for s in self.sessions],
             ids=self.present_ids,
             missing_ids=list(self.missing),
             total_numbers_count=self.total_numbers_count,
@@ -133,9 +95,9 @@ class DeletePlan:
 
     def summary(self) -> str:
         if self.delete_all:
-            return f"ALL {_sessions(self.all_count or 0)} of the account"
+            return f"ALL {sessions_phrase(self.all_count or 0)} of the account"
         return (
-            f"{_sessions(len(self.sessions))} ({self.total_numbers_count} recipients, "
+            f"{sessions_phrase(len(self.sessions))} ({self.total_numbers_count} recipients, "
             f"{self.total_price:.2f} in account currency)"
         )
 
@@ -175,11 +137,10 @@ async def delete_message_session(
     confirm: Confirm = False,
     confirmation_token: ConfirmationToken = None,
 ) -> Annotated[CallToolResult, DeleteResult]:
-    """Delete one message session together with all its messages. Not refunded; cannot be undone.
+    """Delete one session and all its messages. Not refunded; cannot be undone.
 
-    Two calls. First without confirm: nothing is deleted, the result previews the session and carries a
-    confirmation_token. Show that preview to the user. Only after the user agreed, call again with the same
-    id, confirm=true and the confirmation_token. Clients that can ask their user will also show a form.
+    Two calls. Without confirm nothing is deleted: the result previews it, with a confirmation_token. Show it to
+    the user; only after they agree, call again with confirm=true and the token.
     """
     return as_result(await _carry_out(ctx, plan, approval))
 
@@ -193,25 +154,21 @@ async def delete_message_sessions_bulk(
     confirm: Confirm = False,
     confirmation_token: ConfirmationToken = None,
 ) -> Annotated[CallToolResult, DeleteResult]:
-    """Delete several message sessions (by ids), or every session (all=true), with all their messages.
+    """Delete sessions by ids, or every session (all=true), with all their messages. Not refunded; cannot be
+    undone.
 
-    Not refunded; cannot be undone. Two calls. First without confirm: nothing is deleted, the result previews
-    what would go and carries a confirmation_token. Show that preview to the user. Only after the user
-    agreed, call again with the ids listed in the preview (or all=true), confirm=true and the token. Clients
-    that can ask their user will also show a form.
+    Two calls. Without confirm nothing is deleted: the result previews what would go, with a confirmation_token.
+    Show it to the user; only after they agree, call again with the ids it lists, confirm=true and the token.
     """
     return as_result(await _carry_out(ctx, plan, approval))
 
 
 async def _plan(ctx: ToolContext, plan: DeletePlan, token: str | None) -> DeletePlan:
     app = app_context(ctx)
-    can_ask = _can_ask_user(ctx)
-    if app.settings.require_human_confirmation and not can_ask:
-        return replace(plan, refusal=Refusal("refused", HUMAN_REQUIRED))
+    if refusal := gate(ctx, plan.confirm, token):
+        return replace(plan, refusal=refusal)
     if plan.delete_all and not app.settings.allow_delete_all:
         return replace(plan, refusal=Refusal("refused", DELETE_ALL_DISABLED))
-    if plan.confirm and not token:
-        return replace(plan, refusal=Refusal("refused", CONFIRM_WITHOUT_PREVIEW))
     try:
         if plan.confirm and token and not plan.delete_all:
             # Checked before any look-up: a forged or stale token costs TextMagic nothing.
@@ -222,53 +179,17 @@ async def _plan(ctx: ToolContext, plan: DeletePlan, token: str | None) -> Delete
                 # Against the live count: the token is void if sessions came or went since the preview.
                 app.confirmations.verify(token, plan.tool, Target.everything(plan.all_count or 0))
         else:
-            sessions, missing = await _look_up(ctx, app, plan.requested)
+            sessions, missing = await look_up(ctx, app, plan.requested)
             plan = replace(plan, sessions=sessions, missing=missing)
     except ConfirmationError as exc:
         return replace(plan, refusal=Refusal("refused", f"Nothing was deleted. {exc}"))
     except TextMagicError as exc:
         return replace(plan, refusal=Refusal("failed", f"Nothing was deleted. {exc}"))
-    return replace(plan, ask_human=plan.confirm and can_ask and not plan.nothing_to_delete)
-
-
-async def _look_up(
-    ctx: ToolContext, app: AppContext, ids: tuple[int, ...]
-) -> tuple[tuple[MessageSession, ...], tuple[int, ...]]:
-    found: dict[int, MessageSession] = {}
-    missing: list[int] = []
-    failures: list[TextMagicError] = []
-    limiter = anyio.CapacityLimiter(PREVIEW_CONCURRENCY)
-
-    async def look_up(session_id: int, group: anyio.abc.TaskGroup) -> None:
-        async with limiter:
-            try:
-                found[session_id] = await app.textmagic.get_session(session_id)
-            except TextMagicError as exc:
-                if exc.status != 404:
-                    # Kept aside rather than raised: a task group would wrap it in an ExceptionGroup and
-                    # the model would lose the explanation.
-                    failures.append(exc)
-                    group.cancel_scope.cancel()
-                    return
-                missing.append(session_id)
-        done = len(found) + len(missing)
-        await ctx.report_progress(done, len(ids), f"Looked up {done} of {len(ids)} sessions")
-
-    async with anyio.create_task_group() as group:
-        for session_id in ids:
-            group.start_soon(look_up, session_id, group)
-    if failures:
-        raise failures[0]
-    return tuple(found[i] for i in ids if i in found), tuple(sorted(missing))
+    return replace(plan, ask_human=plan.confirm and can_ask_user(ctx) and not plan.nothing_to_delete)
 
 
 def _question(ctx: ToolContext, plan: DeletePlan) -> Elicit[DeleteApproval] | DeleteApproval:
-    if not plan.ask_human:
-        return NOT_ASKED
-    where = "[SANDBOX, made-up data] " if app_context(ctx).settings.sandbox else ""
-    return Elicit(
-        f"{where}Delete {plan.summary()}? Their messages go too; this cannot be undone.", DeleteApproval
-    )
+    return question(ctx, plan.summary()) if plan.ask_human else NOT_ASKED
 
 
 async def _carry_out(
@@ -331,7 +252,7 @@ def _preview(app: AppContext, plan: DeletePlan) -> DeleteResult:
         return DeleteResult(deleted=False, preview=preview, message=f"Nothing to delete: {what}.")
     target = Target.everything(plan.all_count or 0) if plan.delete_all else Target.of_ids(preview.ids)
     issued = app.confirmations.issue(plan.tool, target)
-    left_out = f" Not found, left out: {_id_list(plan.missing)}." if plan.missing else ""
+    left_out = f" Not found, left out: {id_list(plan.missing)}." if plan.missing else ""
     repeat = "all=true" if plan.delete_all else "the same id" if plan.tool == SINGLE else f"ids {preview.ids}"
     return DeleteResult(
         deleted=False,
@@ -369,12 +290,12 @@ async def _delete(ctx: ToolContext, app: AppContext, plan: DeletePlan) -> tuple[
             await app.textmagic.delete_sessions(ids)
         except UncertainOutcome as exc:
             return await _check_ids_gone(ctx, app, plan, exc)
-    gone = f" Already gone: {_id_list(plan.missing)}." if plan.missing else ""
+    gone = f" Already gone: {id_list(plan.missing)}." if plan.missing else ""
     result = DeleteResult(
         deleted=True,
         deleted_ids=ids,
         not_found_ids=list(plan.missing),
-        message=f"Deleted {_sessions(len(ids))} and all their messages: {_id_list(ids)}.{gone}",
+        message=f"Deleted {sessions_phrase(len(ids))} and all their messages: {id_list(ids)}.{gone}",
     )
     return result, "deleted"
 
@@ -384,17 +305,15 @@ async def _check_ids_gone(
 ) -> tuple[DeleteResult, Outcome]:
     """The bulk request may or may not have been carried out: look, rather than guess or send it again."""
     try:
-        still_there, gone = await _look_up(ctx, app, tuple(plan.present_ids))
+        still_there, gone = await look_up(ctx, app, tuple(plan.present_ids))
     except TextMagicError:
         return _unknown(failure), "uncertain"
     kept = [session.id for session in still_there]
     if not gone:
         message = f"{failure} Checked afterwards: nothing was deleted. Confirming again with the same token is safe."
         return DeleteResult(deleted=False, message=message), "failed"
-    rest = (
-        f" Still there: {_id_list(kept)}; confirm again with the same token to delete them." if kept else ""
-    )
-    message = f"{failure} Checked afterwards: deleted {_id_list(gone)}.{rest}"
+    rest = f" Still there: {id_list(kept)}; confirm again with the same token to delete them." if kept else ""
+    message = f"{failure} Checked afterwards: deleted {id_list(gone)}.{rest}"
     return DeleteResult(
         deleted=True, deleted_ids=list(gone), not_found_ids=list(plan.missing), message=message
     ), "deleted"
@@ -411,7 +330,9 @@ async def _check_all_gone(
         return DeleteResult(
             deleted=True, deleted_all=True, message=f"{failure} Checked afterwards: all deleted."
         ), "deleted"
-    message = f"{failure} Checked afterwards: {_sessions(left)} still on the account; ask for a new preview."
+    message = (
+        f"{failure} Checked afterwards: {sessions_phrase(left)} still on the account; ask for a new preview."
+    )
     return DeleteResult(deleted=False, message=message), "failed"
 
 
@@ -424,45 +345,7 @@ def _unknown(failure: UncertainOutcome) -> DeleteResult:
     )
 
 
-def _can_ask_user(ctx: ToolContext) -> bool:
-    # Form elicitation, as the SDK counts it: a bare capability (from before modes existed) or form mode.
-    capabilities = ctx.client_capabilities
-    elicitation = capabilities.elicitation if capabilities else None
-    return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
-
-
-def _brief(session: MessageSession) -> SessionPreview:
-    text = session.text
-    if text is not None and len(text) > PREVIEW_TEXT_CHARS:
-        text = text[: PREVIEW_TEXT_CHARS - 1] + "…"
-    return SessionPreview(
-        id=session.id,
-        start_time=session.start_time,
-        text=text,
-        numbers_count=session.numbers_count,
-        price=session.price,
-    )
-
-
-def _sessions(count: int) -> str:
-    return f"{count} session" if count == 1 else f"{count} sessions"
-
-
-def _id_list(ids: tuple[int, ...] | list[int]) -> str:
-    return ", ".join(str(i) for i in ids)
-
-
-HUMAN_REQUIRED = (
-    "Nothing was deleted. This server requires a person to approve every delete in the MCP client "
-    "(TEXTMAGIC_REQUIRE_HUMAN_CONFIRMATION=true), and this client cannot ask its user: it did not declare "
-    "elicitation support. Use a client that can show confirmation forms (such as Claude Code or VS Code), "
-    "or ask the server's operator."
-)
 DELETE_ALL_DISABLED = (
     "Deleting all sessions is disabled on this server. Delete by ids instead, or ask the operator to "
     "restart the server with TEXTMAGIC_ALLOW_DELETE_ALL=true."
-)
-CONFIRM_WITHOUT_PREVIEW = (
-    "Nothing was deleted. confirm=true needs the confirmation_token from a preview. Call again without "
-    "confirm to get a preview and a token, and show the preview to the user first."
 )

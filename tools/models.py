@@ -1,79 +1,194 @@
 """The tools' argument types and result models: with TextMagic's own models (``server.textmagic.models``), the
-single source of every JSON Schema the server publishes."""
+single source of every JSON Schema the server publishes.
+
+TextMagic's fields keep TextMagic's camelCase names; the server's own are snake_case. Descriptions say what a
+name does not: every one is read with every tool listing.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
-from server.textmagic.models import OutputModel, TextMagicModel
-from server.textmagic.untrusted import UntrustedText
+from tools.outcomes import Compact, Counts
 
 # Beyond 2**53 - 1 many JSON clients lose integer precision, so no real id can be larger.
 MAX_ID = 2**53 - 1
 MAX_BULK_IDS = 100
 
-SessionId = Annotated[
-    int,
-    Field(ge=1, le=MAX_ID, description="Session id, as listed by get_all_message_sessions."),
-]
-Page = Annotated[int, Field(ge=1, le=1_000_000, description="Page number, starting at 1.")]
-Limit = Annotated[int, Field(ge=1, le=100, description="Results per page: 1 to 100.")]
+# A positive id that JSON clients can hold exactly.
+IdValue = Annotated[int, Field(ge=1, le=MAX_ID)]
+SessionId = Annotated[IdValue, Field(description="Session id")]
+Page = Annotated[int, Field(ge=1, le=1_000_000)]
+Limit = Annotated[int, Field(ge=1, le=100)]
 IncludeDeleted = Annotated[
     bool,
-    Field(
-        description="Also include messages that were deleted from the account's message history. "
-        "False (the default) leaves them out."
-    ),
+    Field(description="Also deleted messages"),
 ]
+GroupBy = Literal["country", "status", "reject_reason", "sender", "session", "day"]
 
 
-class SessionPreview(TextMagicModel):
-    """What a delete would remove: one session, briefly."""
+class SessionPreview(Compact):
+    """A session, briefly: as a delete would remove it, or as a report is about it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True)
 
     id: int
     start_time: str | None = None
-    text: UntrustedText | None = Field(None, description="The session text, cut short.")
+    title: str | None = None
+    text: str | None = None
     numbers_count: int | None = None
     price: float | None = None
 
 
-class DeletePreview(OutputModel):
+class DeletePreview(Compact):
     """What a confirmed call would delete."""
 
-    sessions: list[SessionPreview] = Field(
-        default_factory=list, description="Each session that would be deleted, with all its messages."
-    )
-    ids: list[int] = Field(
-        default_factory=list, description="The ids the confirming call must pass (missing ones left out)."
-    )
-    missing_ids: list[int] = Field(default_factory=list, description="Requested ids that do not exist.")
-    total_numbers_count: int = Field(0, description="Recipients across those sessions.")
-    total_price: float = Field(0.0, description="Their cost in the account currency (not refunded).")
-    all_sessions_count: int | None = Field(
-        None, description="For all=true: the number of sessions on the account, all of which would go."
-    )
+    sessions: list[SessionPreview] = Field(default_factory=list)
+    ids: list[int] = Field(default_factory=list, description="To confirm with")
+    missing_ids: list[int] = Field(default_factory=list)
+    total_numbers_count: int = Field(0, description="Recipients")
+    total_price: float = Field(0.0, description="Not refunded")
+    all_sessions_count: int | None = Field(None, description="For all=true")
 
 
-class DeleteResult(OutputModel):
-    """Outcome of a delete call: a preview with a confirmation token, or what was deleted."""
+class DeleteResult(Compact):
+    """A preview with a confirmation token, or what was deleted."""
 
-    deleted: bool = Field(description="True only when sessions were deleted by this call.")
-    message: str = Field(description="What happened, and what to do next.")
-    preview: DeletePreview | None = Field(None, description="Present on an unconfirmed call.")
-    confirmation_token: str | None = Field(
-        None,
-        description="Pass back with confirm=true, after the user agreed. Absent when nothing can be deleted.",
+    deleted: bool = Field(description="Only true when this call deleted")
+    message: str
+    preview: DeletePreview | None = None
+    confirmation_token: str | None = None
+    expires_at: str | None = None
+    deleted_ids: list[int] = Field(default_factory=list)
+    deleted_all: bool = False
+    not_found_ids: list[int] = Field(default_factory=list, description="Gone before the delete ran")
+    outcome_unknown: bool = Field(False, description="Sent, then the connection and a check failed")
+
+
+class SessionBrief(Compact):
+    """A session, briefly; with its outcome counts when asked for."""
+
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True)
+
+    id: int
+    start_time: str | None = None
+    title: str | None = None
+    text: str | None = None
+    source: str | None = None
+    destination: str | None = None
+    reference_id: str | None = None
+    numbers_count: int | None = None
+    price: float | None = None
+    delivered: int | None = None
+    failed: int | None = None
+    rejected: int | None = None
+    pending: int | None = None
+    other: int | None = None
+    delivery_rate: float | None = Field(None, alias="delivery_rate")
+
+
+class FoundSessions(Compact):
+    """The sessions a filter matched."""
+
+    sessions: list[SessionBrief]
+    matched: int = Field(description="In all")
+    recipients: int
+    price: float
+    scanned: int
+    complete: bool
+    reason: str | None = None
+    more: str | None = None
+
+
+class FailedMessage(Compact):
+    """A failed or rejected message."""
+
+    number: str | None = None
+    name: str | None = None
+    country: str | None = None
+    status: str | None = None
+    reason: str | None = Field(None, description="Reject reason code")
+    session: int | None = None
+    time: str | None = None
+
+
+class _Keyed(Compact):
+    key: str | None = None
+
+
+class GroupRow(Counts, _Keyed):
+    """Outcome counts and cost of messages: all of a report's, or those that share ``key`` in one of its groups
+    (listed first: pydantic orders base fields last to first)."""
+
+    cost: float = Field(0.0, description="Account currency")
+
+
+class DeliveryReport(Compact):
+    """What happened to one session, or to every session a filter matched."""
+
+    session: SessionPreview | None = None
+    sessions: int
+    filter: str | None = None
+    messages: int
+    outcome: GroupRow
+    groups: dict[str, list[GroupRow]] = Field(default_factory=dict)
+    failed_count: int
+    failed: list[FailedMessage] = Field(
+        default_factory=list, description="The first failed_limit, newest first"
     )
-    expires_at: str | None = Field(None, description="When the confirmation token stops working (UTC).")
-    deleted_ids: list[int] = Field(default_factory=list, description="Sessions deleted by this call.")
-    deleted_all: bool = Field(False, description="True when every session of the account was deleted.")
-    not_found_ids: list[int] = Field(
-        default_factory=list, description="Ids that no longer existed when the delete ran."
-    )
-    outcome_unknown: bool = Field(
-        False,
-        description="True when the connection failed after the delete was sent and checking afterwards failed "
-        "too: the sessions may or may not be gone.",
-    )
+    more: str | None = None
+    complete: bool = True
+    reason: str | None = None
+
+
+class FailedRecipient(Compact):
+    """A number whose messages failed or were rejected."""
+
+    number: str
+    name: str | None = None
+    country: str | None = None
+    failures: int
+    last_status: str | None = None
+    last_reason: str | None = None
+    last_time: str | None = None
+    sessions: list[int]
+    delivered_later: bool = Field(description="A later message to it was delivered")
+
+
+class FailedRecipients(Compact):
+    """Failed or rejected recipients, one per number, most recent failure first."""
+
+    recipients: list[FailedRecipient]
+    total: int = Field(description="Numbers in all")
+    sessions: int
+    csv: str | None = Field(None, description="URI of the whole list as CSV, when cut")
+    more: str | None = None
+    complete: bool = True
+    reason: str | None = None
+
+
+class MatchingPreview(Compact):
+    """What a confirmed matching delete would remove."""
+
+    sessions: list[SessionPreview] = Field(description="The first 20")
+    count: int
+    recipients: int
+    price: float = Field(description="Not refunded")
+    filter: str
+
+
+class MatchingDeleteResult(Compact):
+    """A preview with a confirmation token, or what was deleted."""
+
+    deleted: bool = Field(description="Only true when this call deleted")
+    message: str
+    preview: MatchingPreview | None = None
+    confirmation_token: str | None = None
+    expires_at: str | None = None
+    deleted_count: int = 0
+    deleted_ids: list[int] = Field(default_factory=list, description="The first 100")
+    vanished_ids: list[int] = Field(default_factory=list, description="Gone before the delete ran")
+    uncertain_ids: list[int] = Field(default_factory=list, description="Outcome unknown: look them up")

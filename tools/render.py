@@ -1,6 +1,7 @@
 """Tool results: the full model as structured content, and a compact text rendering of it for the model.
 
-One object renders as JSON without nulls or untouched defaults. A page of resources renders as a table,
+One object renders as JSON without nulls or untouched defaults, any list of several objects in it as a table
+(below). A page of resources renders as a table,
 which says the same in a fraction of the tokens: ``columns`` and ``rows``; ``same``, fields equal in every
 row; ``copies``, fields equal to another field in every row; ``affixes``, a prefix and suffix shared by every
 value of a field, written once; and in the fields listed under ``repeats``, ``{"sameAs": id}`` for a value
@@ -12,33 +13,48 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult, ResourceLink, TextContent
 from pydantic import BaseModel
+
+from tools.outcomes import Compact
 
 # Shorter shared text is not worth its header entry.
 _MIN_AFFIX = 5
 _MIN_REPEAT = 40
 
 TABLE_LEGEND = (
-    "The text lists the page as a table: each row follows 'columns' (fields null in every row are left out); "
-    "'same' holds fields equal in every row; 'copies' maps a field to the column it always equals; 'affixes' "
-    "gives a [prefix, suffix] around every value of a field; in the fields listed in 'repeats', "
-    '{"sameAs": id} stands for that field\'s value in the earlier row with that id.'
+    "Pages come as tables: rows follow 'columns'; 'same', 'copies' (of a column), 'affixes' ([prefix, suffix]) "
+    "and {\"sameAs\": row id} in 'repeats' fields stand for shared values; nulls left out."
 )
 
 
-def as_result(model: BaseModel) -> CallToolResult:
-    data = model.model_dump(mode="json", by_alias=True)
+def as_result(model: BaseModel, *, links: list[ResourceLink] | None = None) -> CallToolResult:
+    """The result of a tool: ``model`` in full as structured content, and the compact text of it; ``links`` to
+    resources (a whole list as CSV) follow the text."""
+    data = model.model_dump(mode="json", by_alias=True, exclude_none=isinstance(model, Compact))
     resources = data.get("resources")
     if isinstance(resources, list):
         text = _compact({**{k: v for k, v in data.items() if k != "resources"}, **_table(resources)})
     else:
         # Nulls and untouched defaults (an empty not_found_ids, deleted_all false) tell the reader nothing.
-        text = model.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=True)
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+        text = _compact(
+            _tabled(model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True))
+        )
+    content: list[TextContent | ResourceLink] = [TextContent(type="text", text=text), *(links or [])]
+    return CallToolResult(content=content, structured_content=data)
 
 
-def _table(items: list[dict[str, Any]]) -> dict[str, Any]:
+def _tabled(value: Any) -> Any:
+    """``value`` with every list of several objects in it written as a plain table: columns, rows, same."""
+    if isinstance(value, dict):
+        return {key: _tabled(item) for key, item in value.items()}
+    if isinstance(value, list) and len(value) > 1 and all(isinstance(item, dict) for item in value):
+        return _table(value, compress=False)
+    return value
+
+
+def _table(items: list[dict[str, Any]], *, compress: bool = True) -> dict[str, Any]:
+    """The table of ``items``; ``compress``: also copies, affixes and repeats (TABLE_LEGEND), else only same."""
     names = list(dict.fromkeys(name for item in items for name in item))
     values = {name: [item.get(name) for item in items] for name in names}
     # Compared as JSON, so that true and 1 (equal in Python) stay apart. Kept apart from ``values``, which is
@@ -60,12 +76,12 @@ def _table(items: list[dict[str, Any]]) -> dict[str, Any]:
         if len(items) > 1 and len(present) == len(column) and all(value == encoded[0] for value in encoded):
             same[name] = column[0]
             continue
-        original = next((kept for kept in columns if originals[kept] == encoded), None)
+        original = next((kept for kept in columns if originals[kept] == encoded), None) if compress else None
         if original is not None:
             copies[name] = original
             continue
         columns.append(name)
-        if not all(isinstance(value, str) for value in present):
+        if not compress or not all(isinstance(value, str) for value in present):
             continue
         prefix, suffix = _shared_affixes(present)
         if len(prefix) + len(suffix) >= _MIN_AFFIX:

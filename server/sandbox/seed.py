@@ -164,9 +164,16 @@ def generate(seed: int = 7, anchor: datetime | None = None) -> SeedData:
 
 
 @functools.lru_cache(maxsize=4)
-def _generated(seed: int, anchor: datetime, sessions: int = 36) -> SeedData:
+def _generated(seed: int, anchor: datetime) -> SeedData:
     # Made once per seed and day: an emulator resets often (every test does), and the data never differs.
-    rng = random.Random(seed)
+    data = _campaigns(random.Random(seed), anchor)
+    # Each with a generator of its own, so that adding one leaves the others' data as it was.
+    _repeat_failures(data, random.Random(seed + 1))
+    _large_send_out(data, random.Random(seed + 2), anchor)
+    return data
+
+
+def _campaigns(rng: random.Random, anchor: datetime, sessions: int = 36) -> SeedData:
     data = SeedData()
     session_id = 48_210_000 + rng.randrange(1000)
     message_id = 1_204_900_000 + rng.randrange(100_000)
@@ -189,59 +196,207 @@ def _generated(seed: int, anchor: datetime, sessions: int = 36) -> SeedData:
         text, source, destination, reference, (low, high), title = _CAMPAIGNS[campaign]
         count = rng.randint(low, high)
         age = anchor - start
-        scheduled = start > anchor
         rendered = _fill(text, rng, start)
-        parts = 1 if len(rendered) <= 160 else (len(rendered) + 152) // 153
-        unicode = any(ord(ch) > 255 for ch in rendered)
-        voice = destination in ("s", "v")
         sender = rng.choice(["447624800500", "12025550143", "ACMEINFO", "BrightSmile"])
+        send = _SendOut(session_id, start, rendered, source, destination, sender)
         messages: list[dict[str, Any]] = []
         for _ in range(count):
             country, prefix, unit, _weight = rng.choices(_COUNTRIES, weights=[c[3] for c in _COUNTRIES])[0]
             number = prefix + "".join(str(rng.randrange(10)) for _ in range(10 if prefix == "1" else 9))
             known = rng.random() < 0.7
             first = rng.choice(_FIRST) if known else None
-            status = "s" if scheduled else rng.choice(_RECENT_MIX if age < timedelta(days=2) else _FINAL_MIX)
+            status = (
+                "s" if start > anchor else rng.choice(_RECENT_MIX if age < timedelta(days=2) else _FINAL_MIX)
+            )
             message_id += rng.randrange(1, 4)
+            # Drawn in the order the data was first made with, so that it stays the same.
+            delay = rng.randrange(1, 90)
+            contact = rng.choice(contact_ids) if known else None
+            last = rng.choice(_LAST) if known else None
+            deleted = rng.random() < 0.04
+            reason = rng.choice("alcb") if status == "j" else None
             messages.append(
-                {
-                    "id": message_id,
-                    "receiver": number,
-                    "sender": sender,
-                    "text": rendered.replace("{First name}", first or "there"),
-                    "status": status,
-                    "messageTime": _stamp(start + timedelta(seconds=rng.randrange(1, 90))),
-                    "contactId": rng.choice(contact_ids) if known else None,
-                    "sessionId": session_id,
-                    "avatar": "avatars/dummy_avatar.png",
-                    "charset": None if voice else "UTF-16BE" if unicode else "ISO-8859-1",
-                    "charsetLabel": "Voice" if voice else "UTF-16BE" if unicode else "ISO-8859-1",
-                    "firstName": first,
-                    "lastName": rng.choice(_LAST) if known else None,
-                    "country": country,
-                    "phone": number,
-                    "price": round(unit * parts * (3 if voice else 1), 4),
-                    "partsCount": parts,
-                    "deleted": rng.random() < 0.04,
-                    "fromEmail": "billing@acme.example" if source == "E" else None,
-                    "fromNumber": sender if sender.isdigit() else None,
-                    **({"rejectReason": rng.choice("alcb")} if status == "j" else {}),
-                }
+                send.message(
+                    message_id,
+                    number,
+                    country,
+                    unit,
+                    status,
+                    first=first,
+                    last=last,
+                    contact=contact,
+                    delay=delay,
+                    deleted=deleted,
+                    reason=reason,
+                )
             )
         data.messages[session_id] = messages
-        data.sessions[session_id] = {
-            "id": session_id,
-            "startTime": _stamp(start),
-            "text": rendered,
-            "source": source,
-            "referenceId": f"{reference}-{session_id}" if reference else None,
+        data.sessions[session_id] = send.session(messages, reference, title, rng.choice([305, 305, 305, 412]))
+    return data
+
+
+@dataclass(frozen=True)
+class _SendOut:
+    """One session being made up: what every message of it shares."""
+
+    id: int
+    start: datetime
+    text: str
+    source: str
+    destination: str
+    sender: str
+
+    def message(
+        self,
+        message_id: int,
+        number: str,
+        country: str,
+        unit: float,
+        status: str,
+        *,
+        first: str | None,
+        last: str | None,
+        contact: int | None,
+        delay: int,
+        deleted: bool,
+        reason: str | None,
+    ) -> dict[str, Any]:
+        parts = 1 if len(self.text) <= 160 else (len(self.text) + 152) // 153
+        unicode = any(ord(ch) > 255 for ch in self.text)
+        voice = self.destination in ("s", "v")
+        charset = None if voice else "UTF-16BE" if unicode else "ISO-8859-1"
+        return {
+            "id": message_id,
+            "receiver": number,
+            "sender": self.sender,
+            "text": self.text.replace("{First name}", first or "there"),
+            "status": status,
+            "messageTime": _stamp(self.start + timedelta(seconds=delay)),
+            "contactId": contact,
+            "sessionId": self.id,
+            "avatar": "avatars/dummy_avatar.png",
+            "charset": charset,
+            "charsetLabel": "Voice" if voice else charset,
+            "firstName": first,
+            "lastName": last,
+            "country": country,
+            "phone": number,
+            "price": round(unit * parts * (3 if voice else 1), 4),
+            "partsCount": parts,
+            "deleted": deleted,
+            "fromEmail": "billing@acme.example" if self.source == "E" else None,
+            "fromNumber": self.sender if self.sender.isdigit() else None,
+            **({"rejectReason": reason} if reason else {}),
+        }
+
+    def session(
+        self, messages: list[dict[str, Any]], reference: str | None, title: str | None, initiator: int
+    ) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "startTime": _stamp(self.start),
+            "text": self.text,
+            "source": self.source,
+            "referenceId": f"{reference}-{self.id}" if reference else None,
             "price": round(sum(m["price"] for m in messages), 4),
-            "numbersCount": count,
-            "destination": destination,
-            "initiatorId": rng.choice([305, 305, 305, 412]),
+            "numbersCount": len(messages),
+            "destination": self.destination,
+            "initiatorId": initiator,
             "title": title,
         }
-    return data
+
+
+def _repeat_failures(data: SeedData, rng: random.Random) -> None:
+    """Numbers that fail again and again (dead lines, in several sessions), and numbers that failed once and were
+    delivered later: what a retry list must tell apart."""
+    finished = [
+        messages
+        for messages in data.messages.values()
+        if messages and all(m["status"] not in "qsrab" for m in messages)
+    ]
+    dead = [f"4479{rng.randrange(10**8):08d}" for _ in range(6)]
+    for number in dead:
+        for messages in rng.sample(finished, 3):
+            message = rng.choice(messages)
+            message.update(
+                receiver=number, phone=number, country="GB", status=rng.choice("ffe"), deleted=False
+            )
+            message.pop("rejectReason", None)
+    # Failed in an older session, delivered in a newer one: the list is oldest session first.
+    for older, newer in zip(finished[:4], finished[-4:], strict=True):
+        failed, delivered = rng.choice(older), rng.choice(newer)
+        failed.update(status="f", deleted=False)
+        failed.pop("rejectReason", None)
+        delivered.update(receiver=failed["receiver"], phone=failed["receiver"], country=failed["country"])
+        delivered.update(status="d", deleted=False)
+        delivered.pop("rejectReason", None)
+
+
+# (country, dialling prefix, price of one SMS part, recipients) of the large send-out.
+_LARGE = [
+    ("US", "1", 0.049, 1900),
+    ("GB", "44", 0.040, 1300),
+    ("DE", "49", 0.085, 700),
+    ("CA", "1", 0.045, 400),
+    ("FR", "33", 0.075, 350),
+    ("AU", "61", 0.060, 250),
+    ("ES", "34", 0.070, 150),
+    ("NL", "31", 0.090, 100),
+    ("IE", "353", 0.065, 50),
+]
+
+
+def _large_send_out(data: SeedData, rng: random.Random, anchor: datetime) -> None:
+    """A Black Friday promotion to 5,200 recipients in nine countries, four days before the anchor. Its
+    alphanumeric sender id is refused by carriers in the US and Canada (rejected, reason c), a carrier outage in
+    Germany fails a quarter of its messages, and elsewhere a few fail as usual."""
+    start = anchor - timedelta(days=4) + timedelta(hours=10)
+    before = max((i for i, s in data.sessions.items() if s["startTime"] <= _stamp(start)), default=48_210_000)
+    session_id = before + 1
+    send = _SendOut(
+        session_id,
+        start,
+        "BLACK FRIDAY: 40% off everything until midnight with code BF40 at acme.example/bf. Reply STOP to opt out.",
+        "O",
+        "t",
+        "ACMEDEALS",
+    )
+    message_id = 1_300_000_000 + rng.randrange(100_000)
+    messages: list[dict[str, Any]] = []
+    for country, prefix, unit, count in _LARGE:
+        for _ in range(count):
+            mix = (
+                "d" * 75 + "j" * 18 + "f" * 4 + "e" + "u" * 2
+                if country in ("US", "CA")
+                else "d" * 70 + "f" * 25 + "e" * 3 + "j" * 2
+                if country == "DE"
+                else "d" * 93 + "f" * 3 + "e" + "j" * 2 + "u"
+            )
+            status = rng.choice(mix)
+            known = rng.random() < 0.6
+            first = rng.choice(_FIRST) if known else None
+            message_id += rng.randrange(1, 3)
+            reason = None
+            if status == "j":
+                reason = "c" if country in ("US", "CA") else rng.choice("alb")
+            messages.append(
+                send.message(
+                    message_id,
+                    prefix + "".join(str(rng.randrange(10)) for _ in range(10 if prefix == "1" else 9)),
+                    country,
+                    unit,
+                    status,
+                    first=first,
+                    last=rng.choice(_LAST) if known else None,
+                    contact=None,
+                    delay=rng.randrange(1, 1800),
+                    deleted=rng.random() < 0.02,
+                    reason=reason,
+                )
+            )
+    rng.shuffle(messages)
+    data.messages[session_id] = messages
+    data.sessions[session_id] = send.session(messages, None, "Black Friday", 305)
 
 
 def _fill(text: str, rng: random.Random, start: datetime) -> str:

@@ -4,6 +4,7 @@ the model can act on."""
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import ssl
 from collections.abc import Iterable, Mapping
@@ -27,6 +28,7 @@ from server.textmagic.errors import (
 from server.textmagic.models import MessageSession, MessagesPage, SessionsPage, SessionStat
 from server.textmagic.pacer import RateLimiter
 from server.textmagic.retry import RETRY_STATUSES, RetryPolicy, retry_after_seconds
+from server.textmagic.untrusted import neutralise_json
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -161,7 +163,11 @@ class TextMagicClient:
     ) -> ModelT:
         response = await self._request("GET", path, params=params, subject=subject)
         try:
-            return model.model_validate_json(response.content)
+            body = json.loads(response.content)
+        except ValueError:
+            raise unreadable("GET", path, ["body: not JSON"]) from None
+        try:
+            return model.model_validate(neutralise_json(body))
         except ValidationError as exc:
             problems = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})
             raise unreadable("GET", path, problems) from None

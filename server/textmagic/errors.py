@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx2
 
+from server.textmagic.untrusted import neutralise
+
 _MAX_ERROR_TEXT = 300
 
 
@@ -143,4 +145,5 @@ def _error_body(response: httpx2.Response) -> tuple[int | None, str, dict[str, l
 
 def _clip(value: object) -> str:
     text = value if isinstance(value, str) else "" if value is None else str(value)
-    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + "…"
+    text = text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + "…"
+    return neutralise(text)

@@ -1,16 +1,16 @@
-"""Text written by third parties (senders, contacts, TextMagic's own messages): shown, never obeyed.
+"""Text from TextMagic is untrusted: written by third parties (senders, contacts) or by a server that may not be
+TextMagic. It is shown, never obeyed.
 
 Characters a reader cannot see but a model reads (controls, bidirectional overrides, zero-width and tag
 characters, private use, line and paragraph separators) could hide instructions in an SMS body; they come out
-as visible escapes such as ``\\u202e``.
+as visible escapes such as ``\\u202e``. The client applies this to every string of every answer, keys and
+nested values included, and to TextMagic's error texts: the one place it is done.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated
-
-from pydantic import AfterValidator
+from typing import Any
 
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp"})
 _KEPT = frozenset("\n\t")
@@ -30,4 +30,12 @@ def neutralise(text: str) -> str:
     )
 
 
-UntrustedText = Annotated[str, AfterValidator(neutralise)]
+def neutralise_json(value: Any) -> Any:
+    """``value`` (decoded JSON) with every string in it, keys included, neutralised."""
+    if isinstance(value, str):
+        return neutralise(value)
+    if isinstance(value, list):
+        return [neutralise_json(item) for item in value]
+    if isinstance(value, dict):
+        return {neutralise(str(key)): neutralise_json(item) for key, item in value.items()}
+    return value

@@ -1,0 +1,59 @@
+"""The tools' JSON Schemas as listed: the models' own, written in fewer tokens.
+
+Every listing is read by the model with every conversation, so the schemas pydantic derives are written
+shorter without changing what they accept: ``{"type": ["string", "null"]}`` for an optional value instead of
+``anyOf`` with a null branch, no generated titles, no ``"default": null`` on what is optional anyway, and no
+``"additionalProperties": true``, which JSON Schema assumes, nor a type beside an enum of strings. A
+result's schema also drops defaults (a result has every field) and the models' own descriptions (docstrings
+for the code's readers), keeping those of fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_NULL = {"type": "null"}
+
+
+def lean(schema: Any, *, result_of: bool = False) -> Any:
+    """``schema`` (a JSON Schema, or part of one) with the same meaning in fewer tokens; ``result_of``: it is a
+    tool's output schema."""
+    if isinstance(schema, list):
+        return [lean(item, result_of=result_of) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    dropped = {"title", "default"} if result_of else {"title"}
+    if result_of and "properties" in schema:
+        dropped.add("description")
+    result = {key: value for key, value in schema.items() if key not in dropped or isinstance(value, dict)}
+    if "properties" in result:
+        result["properties"] = {
+            name: lean(field, result_of=result_of) for name, field in result["properties"].items()
+        }
+    for key in ("items", "additionalProperties", "$defs", "anyOf", "allOf", "oneOf"):
+        if key in result:
+            value = result[key]
+            if key == "$defs":
+                result[key] = {k: lean(v, result_of=result_of) for k, v in value.items()}
+            else:
+                result[key] = lean(value, result_of=result_of)
+    options = result.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and _NULL in options:
+        other = options[1] if options[0] == _NULL else options[0]
+        kind = other.get("type")
+        if isinstance(kind, str) and "$ref" not in other and not set(other) & set(result) - {"anyOf"}:
+            del result["anyOf"]
+            result = {"type": [kind, "null"], **{k: v for k, v in other.items() if k != "type"}, **result}
+    if result.get("default", 0) is None and isinstance(result.get("type"), list) and "null" in result["type"]:
+        del result["default"]
+    if (
+        "enum" in result
+        and result.get("type") == "string"
+        and all(isinstance(v, str) for v in result["enum"])
+    ):
+        # The values listed say the type.
+        del result["type"]
+    if result.get("additionalProperties") is True:
+        # What JSON Schema assumes anyway: keys beyond the properties listed are allowed.
+        del result["additionalProperties"]
+    return result

@@ -1,0 +1,187 @@
+"""The filter that TextMagic's sessions API lacks: by time, text, source and destination, read in the user's zone.
+
+A date means that whole day in ``timezone`` (``until`` included); a date-time without an offset is read in
+``timezone`` too. The tools share these argument types, so that a filter means the same everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
+
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import AfterValidator, BaseModel, Field
+
+from server.config import known_timezone
+from server.textmagic.models import MessageSession, parse_time
+
+
+def _moment(text: str) -> str:
+    parse_moment(text)
+    return text
+
+
+def _zone(name: str) -> str:
+    if not known_timezone(name):
+        raise ValueError(
+            "not a known IANA time zone; use a name such as Europe/Berlin, America/New_York or UTC"
+        )
+    return name
+
+
+Since = Annotated[
+    str | None,
+    Field(description="ISO 8601 date (from its start) or date-time"),
+    AfterValidator(lambda v: v if v is None else _moment(v)),
+]
+Until = Annotated[
+    str | None,
+    Field(description="ISO 8601 date (included) or date-time"),
+    AfterValidator(lambda v: v if v is None else _moment(v)),
+]
+TimeZone = Annotated[
+    str | None,
+    Field(description="IANA zone (default: the server's)"),
+    AfterValidator(lambda v: v if v is None else _zone(v)),
+]
+TextFilter = Annotated[
+    str | None,
+    Field(min_length=1, max_length=200, description="In the title, text or referenceId, any case"),
+]
+Sources = Annotated[
+    list[Literal["O", "A", "M", "E", "X"]] | None,
+    Field(min_length=1, max_length=5, description="O web app, A API, M messenger, E email, X list"),
+]
+Destinations = Annotated[
+    list[Literal["t", "s", "v"]] | None,
+    Field(min_length=1, max_length=3, description="t text, s speech, v voice"),
+]
+
+
+class SessionQuery(BaseModel):
+    """The filter arguments as a tool received them (and as a resource link carries them)."""
+
+    since: Since = None
+    until: Until = None
+    timezone: TimeZone = None
+    text: TextFilter = None
+    source: Sources = None
+    destination: Destinations = None
+
+    @property
+    def narrows(self) -> bool:
+        """Whether anything but the time zone is given: a filter that leaves some sessions out."""
+        return any(value is not None for name, value in self if name != "timezone")
+
+
+def parse_moment(text: str) -> date | datetime:
+    """An ISO 8601 date or date-time; ValueError with what was expected otherwise."""
+    try:
+        if "T" in text or " " in text.strip():
+            return datetime.fromisoformat(text.strip())
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            "not an ISO 8601 date or date-time; give 2026-11-30 (a whole day) or 2026-11-30T09:00 "
+            "(in timezone, or with an offset such as +01:00)"
+        ) from None
+
+
+@dataclass(frozen=True)
+class SessionFilter:
+    """A resolved filter: half-open time bounds (aware), lower-cased text, sets of codes."""
+
+    zone: str
+    start: datetime | None = None
+    end: datetime | None = None
+    text: str | None = None
+    sources: frozenset[str] | None = None
+    destinations: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, query: SessionQuery, default_zone: str) -> SessionFilter:
+        """Raises ToolError, naming the arguments, when ``until`` lies before ``since``."""
+        zone = query.timezone or default_zone
+        start = _bound(query.since, zone, end=False)
+        end = _bound(query.until, zone, end=True)
+        if start is not None and end is not None and end <= start:
+            raise ToolError(
+                f"Invalid arguments: until ({query.until}) is before since ({query.since}). Swap them, or give "
+                "the same date to both for one whole day."
+            )
+        return cls(
+            zone=zone,
+            start=start,
+            end=end,
+            text=query.text.casefold() if query.text else None,
+            sources=frozenset(query.source) if query.source else None,
+            destinations=frozenset(query.destination) if query.destination else None,
+        )
+
+    def matches(self, session: MessageSession) -> bool:
+        if self.start is not None or self.end is not None:
+            started = parse_time(session.start_time)
+            if started is None:
+                return False
+            if (self.start is not None and started < self.start) or (
+                self.end is not None and started >= self.end
+            ):
+                return False
+        if self.sources is not None and session.source not in self.sources:
+            return False
+        if self.destinations is not None and session.destination not in self.destinations:
+            return False
+        if self.text is not None:
+            fields = (session.title, session.text, session.reference_id)
+            return any(self.text in value.casefold() for value in fields if value)
+        return True
+
+    def before_start(self, session: MessageSession) -> bool:
+        """Whether ``session`` started before ``since``: sessions listed after it are older still."""
+        started = parse_time(session.start_time)
+        return self.start is not None and started is not None and started < self.start
+
+    def day(self, moment: datetime) -> str:
+        return moment.astimezone(ZoneInfo(self.zone)).date().isoformat()
+
+    def describe(self) -> str:
+        parts = []
+        if self.start is not None:
+            parts.append(f"since {self.start.isoformat()}")
+        if self.end is not None:
+            parts.append(f"before {self.end.isoformat()}")
+        if self.text is not None:
+            parts.append(f"text {self.text!r}")
+        if self.sources is not None:
+            parts.append(f"source {','.join(sorted(self.sources))}")
+        if self.destinations is not None:
+            parts.append(f"destination {','.join(sorted(self.destinations))}")
+        return ", ".join(parts) or "every session"
+
+    def digest(self) -> str:
+        """What the filter selects, independent of how it was spelt: for binding a confirmation to it."""
+        canonical = {
+            "start": self.start.isoformat() if self.start else None,
+            "end": self.end.isoformat() if self.end else None,
+            "text": self.text,
+            "sources": sorted(self.sources) if self.sources else None,
+            "destinations": sorted(self.destinations) if self.destinations else None,
+        }
+        return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _bound(text: str | None, zone: str, *, end: bool) -> datetime | None:
+    if text is None:
+        return None
+    moment = parse_moment(text)
+    tz = ZoneInfo(zone)
+    if isinstance(moment, datetime):
+        aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+        # "Until 10:00" includes 10:00 itself.
+        return aware + timedelta(microseconds=1) if end else aware
+    day = moment + timedelta(days=1) if end else moment
+    return datetime.combine(day, time(), tzinfo=tz)

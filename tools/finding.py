@@ -1,0 +1,116 @@
+"""find_message_sessions: the sessions a filter matches, sorted, with their outcomes when asked for."""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Literal
+
+from mcp_types import CallToolResult
+from pydantic import Field
+
+from server.context import ToolContext, app_context
+from server.textmagic.models import MessageSession, parse_time
+from tools.briefs import session_brief
+from tools.filters import (
+    Destinations,
+    SessionFilter,
+    SessionQuery,
+    Since,
+    Sources,
+    TextFilter,
+    TimeZone,
+    Until,
+)
+from tools.models import FoundSessions
+from tools.outcomes import Counts
+from tools.render import as_result
+from tools.scan import gather, scan_sessions
+
+# Sessions whose statistics one call ranks: each costs a request, at most 50 a second.
+MAX_RANKED = 500
+
+Sort = Literal["newest", "oldest", "worst_delivery", "highest_price"]
+
+
+async def find_message_sessions(
+    ctx: ToolContext,
+    since: Since = None,
+    until: Until = None,
+    timezone: TimeZone = None,
+    text: TextFilter = None,
+    source: Sources = None,
+    destination: Destinations = None,
+    with_stats: Annotated[bool, Field(description="Add outcome counts and delivery rate")] = False,
+    sort: Annotated[Sort, Field(description="worst_delivery: lowest rate first, with stats")] = "newest",
+    limit: Annotated[int, Field(ge=1, le=100)] = 20,
+) -> Annotated[CallToolResult, FoundSessions]:
+    """Find sessions by date, text, source and destination in one call, newest first unless sorted otherwise;
+    with how many matched in all, their recipients and price.
+
+    Dates are read in timezone: "yesterday" is since=until=that date.
+    """
+    app = app_context(ctx)
+    flt = SessionFilter.of(
+        SessionQuery(
+            since=since, until=until, timezone=timezone, text=text, source=source, destination=destination
+        ),
+        app.settings.timezone,
+    )
+    scan = await scan_sessions(ctx, flt)
+    matched = _sorted(scan.sessions, sort)
+    complete, reason = scan.complete, scan.reason
+    counts: dict[int, Counts] = {}
+    if sort == "worst_delivery":
+        ranked = matched[:MAX_RANKED]
+        if len(matched) > MAX_RANKED:
+            complete = False
+            reason = (
+                f"ranked only the newest {MAX_RANKED} of {len(matched)} matched sessions; narrow the filter"
+            )
+        counts = await session_counts(ctx, ranked)
+        matched = sorted(ranked, key=lambda s: _worst_first(counts[s.id]))
+    elif with_stats:
+        counts = await session_counts(ctx, matched[:limit])
+    shown = matched[:limit]
+    return as_result(
+        FoundSessions(
+            sessions=[session_brief(s, counts.get(s.id)) for s in shown],
+            matched=len(scan.sessions),
+            recipients=sum(s.numbers_count or 0 for s in scan.sessions),
+            price=round(sum(s.price or 0.0 for s in scan.sessions), 4),
+            scanned=scan.scanned,
+            complete=complete,
+            reason=reason,
+            more=f"{len(matched) - len(shown)} more: raise limit (up to 100) or narrow the filter"
+            if len(matched) > len(shown)
+            else None,
+        )
+    )
+
+
+async def session_counts(ctx: ToolContext, sessions: list[MessageSession]) -> dict[int, Counts]:
+    """Each session's outcome counts, from TextMagic's statistics (one request each, concurrently)."""
+    client = app_context(ctx).textmagic
+    stats = await gather(
+        [
+            functools.partial(client.get_session_stat, session.id, include_deleted=False)
+            for session in sessions
+        ]
+    )
+    return {session.id: Counts.of_stat(stat) for session, stat in zip(sessions, stats, strict=True)}
+
+
+def _sorted(sessions: list[MessageSession], sort: Sort) -> list[MessageSession]:
+    if sort == "highest_price":
+        return sorted(sessions, key=lambda s: -(s.price or 0.0))
+    # By start time, then id (TextMagic lists by id): a session scheduled ahead sorts by when it goes out.
+    by_time = sorted(
+        sessions, key=lambda s: (parse_time(s.start_time) is not None, parse_time(s.start_time), s.id)
+    )
+    return by_time if sort == "oldest" else by_time[::-1]
+
+
+def _worst_first(counts: Counts) -> tuple[bool, float, int]:
+    # Sessions with nothing final yet go last; among equal rates, more failures first.
+    rate = counts.delivery_rate
+    return (rate is None, rate if rate is not None else 0.0, -(counts.failed + counts.rejected))

@@ -1,0 +1,71 @@
+"""A delivery report as Markdown: for the report resource, nightly jobs and e-mail."""
+
+from __future__ import annotations
+
+from tools.models import DeliveryReport, GroupRow
+from tools.outcomes import BUCKETS, Counts
+
+
+def report_markdown(report: DeliveryReport) -> str:
+    lines: list[str] = []
+    session = report.session
+    if session is not None:
+        title = session.title or (session.text or "")[:60] or f"Session {session.id}"
+        lines.append(f"# Delivery report: {_cell(title)}")
+        lines.append("")
+        lines.append(
+            f"Session {session.id}, started {session.start_time or 'unknown'}, "
+            f"{session.numbers_count or 0} recipients."
+        )
+    else:
+        lines.append(f"# Delivery report: {report.sessions} sessions")
+        lines.append("")
+        lines.append(f"Sessions matching {report.filter}.")
+    lines.append("")
+    lines.append(_rate_line(report.outcome) + f" Cost {report.outcome.cost:.2f} (account currency).")
+    lines.append("")
+    lines.append("| outcome | messages |")
+    lines.append("| --- | ---: |")
+    for outcome in BUCKETS:
+        lines.append(f"| {outcome} | {getattr(report.outcome, outcome)} |")
+    for name, rows in report.groups.items():
+        lines += ["", f"## By {name.replace('_', ' ')}", "", *_group_table(rows)]
+    if report.failed:
+        lines += ["", f"## Failed and rejected ({report.failed_count})", ""]
+        lines.append("| number | name | country | status | reason | session | time |")
+        lines.append("| --- | --- | --- | --- | --- | ---: | --- |")
+        for failed in report.failed:
+            cells = (
+                failed.number,
+                failed.name,
+                failed.country,
+                failed.status,
+                failed.reason,
+                failed.session,
+                failed.time,
+            )
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    for note in (report.more, None if report.complete else report.reason):
+        if note:
+            lines += ["", f"_{_cell(note)}_"]
+    return "\n".join(lines) + "\n"
+
+
+def _rate_line(counts: Counts) -> str:
+    rate = "no message is final yet" if counts.delivery_rate is None else f"{counts.delivery_rate:.1%}"
+    pending = f" ({counts.pending} still pending, not counted)" if counts.pending else ""
+    return f"{counts.total} messages; delivery rate {rate}{pending}."
+
+
+def _group_table(rows: list[GroupRow]) -> list[str]:
+    lines = ["| key | delivered | failed | rejected | pending | other | rate |", "| --- |" + " ---: |" * 6]
+    for row in rows:
+        rate = "" if row.delivery_rate is None else f"{row.delivery_rate:.1%}"
+        counts = " | ".join(str(getattr(row, name)) for name in BUCKETS)
+        lines.append(f"| {_cell(row.key or '(none)')} | {counts} | {rate} |")
+    return lines
+
+
+def _cell(value: object) -> str:
+    # Third-party text must not break out of its cell.
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,202 @@
+"""get_delivery_report: what happened to one session, or to every session a filter matches, counted from the
+messages themselves.
+
+The messages of every session in scope are read concurrently under the shared pacer, page by page, and tallied
+as they arrive: the counts agree exactly with the messages, memory stays flat, and nothing is kept once the
+call returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated
+
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult
+from pydantic import Field
+
+from server.context import ToolContext, app_context
+from server.textmagic.models import MessageOut, MessageSession, parse_time
+from tools.briefs import brief
+from tools.filters import (
+    Destinations,
+    SessionFilter,
+    SessionQuery,
+    Since,
+    Sources,
+    TextFilter,
+    TimeZone,
+    Until,
+)
+from tools.models import MAX_ID, DeliveryReport, FailedMessage, GroupBy, GroupRow, IncludeDeleted
+from tools.outcomes import Counts, bucket
+from tools.render import as_result
+from tools.scan import each_message_page, scan_sessions
+
+# Messages one report reads at most (newest sessions first): a thousand pages, twenty seconds at the rate limit.
+MAX_MESSAGES = 100_000
+GROUP_ROWS = 50
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+ReportId = Annotated[
+    int | None,
+    Field(ge=1, le=MAX_ID, description="One session; without it, the filter"),
+]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The sessions a report covers, and how they were chosen."""
+
+    sessions: list[MessageSession]
+    flt: SessionFilter
+    by_id: bool
+    complete: bool = True
+    reason: str | None = None
+
+
+async def scope_of(ctx: ToolContext, id: int | None, query: SessionQuery) -> Scope:
+    app = app_context(ctx)
+    flt = SessionFilter.of(query, app.settings.timezone)
+    if id is not None:
+        if query.narrows:
+            raise ToolError(
+                "Invalid arguments: pass either id (one session) or filter arguments (since, until, text, source, "
+                "destination), not both."
+            )
+        return Scope([await app.textmagic.get_session(id)], flt, by_id=True)
+    scan = await scan_sessions(ctx, flt)
+    kept: list[MessageSession] = []
+    total = 0
+    for session in scan.sessions:
+        total += session.numbers_count or 0
+        if kept and total > MAX_MESSAGES:
+            reason = (
+                f"covers the newest {len(kept)} of {len(scan.sessions)} matched sessions (at most {MAX_MESSAGES} "
+                "messages a call); narrow the filter for the rest"
+            )
+            return Scope(kept, flt, by_id=False, complete=False, reason=reason)
+        kept.append(session)
+    return Scope(kept, flt, by_id=False, complete=scan.complete, reason=scan.reason)
+
+
+@dataclass
+class Tally:
+    """Outcome counts, cost, groups and failures of messages, added a page at a time."""
+
+    flt: SessionFilter
+    group_by: list[GroupBy]
+    counts: Counts = field(default_factory=Counts.zero)
+    cost: float = 0.0
+    groups: dict[str, dict[str | None, GroupRow]] = field(default_factory=dict)
+    failures: list[FailedMessage] = field(default_factory=list)
+
+    def add(self, session: MessageSession, messages: list[MessageOut]) -> None:
+        for message in messages:
+            self.counts.add(message.status)
+            self.cost += message.price or 0.0
+            for name in self.group_by:
+                key = self._key(name, session, message)
+                row = self.groups.setdefault(name, {}).get(key)
+                if row is None:
+                    row = self.groups[name][key] = GroupRow(key=key, **Counts.zero().model_dump())
+                row.add(message.status)
+                row.cost += message.price or 0.0
+            if bucket(message.status) in ("failed", "rejected"):
+                self.failures.append(
+                    FailedMessage(
+                        number=message.receiver,
+                        name=" ".join(n for n in (message.first_name, message.last_name) if n) or None,
+                        country=message.country,
+                        status=message.status,
+                        reason=message.reject_reason,
+                        session=session.id,
+                        time=message.message_time,
+                    )
+                )
+
+    def _key(self, name: GroupBy, session: MessageSession, message: MessageOut) -> str | None:
+        if name == "day":
+            moment = parse_time(message.message_time) or parse_time(session.start_time)
+            return self.flt.day(moment) if moment else None
+        if name == "session":
+            return str(session.id)
+        value: str | None = {
+            "country": message.country,
+            "status": message.status,
+            "reject_reason": message.reject_reason,
+            "sender": message.sender,
+        }[name]
+        return value
+
+    def rows(self, name: GroupBy) -> list[GroupRow]:
+        rows = sorted(self.groups.get(name, {}).values(), key=lambda r: (-r.total, r.key or ""))
+        if name == "day":
+            rows.sort(key=lambda r: r.key or "")
+        for row in rows:
+            row.rated()
+            row.cost = round(row.cost, 4)
+        return rows
+
+
+async def get_delivery_report(
+    ctx: ToolContext,
+    id: ReportId = None,
+    since: Since = None,
+    until: Until = None,
+    timezone: TimeZone = None,
+    text: TextFilter = None,
+    source: Sources = None,
+    destination: Destinations = None,
+    group_by: Annotated[
+        list[GroupBy] | None,
+        Field(max_length=6, description="Counts and rate per key"),
+    ] = None,
+    failed_limit: Annotated[int, Field(ge=0, le=500, description="Failed messages to list")] = 20,
+    include_deleted: IncludeDeleted = False,
+) -> Annotated[CallToolResult, DeliveryReport]:
+    """How one session (id), or every session the filter matches, went: outcome counts, delivery rate, cost and
+    failed recipients, counted from the messages. group_by ["country"] gives rates by country, ["day"] a
+    trend."""
+    query = SessionQuery(
+        since=since, until=until, timezone=timezone, text=text, source=source, destination=destination
+    )
+    return as_result(await delivery_report(ctx, id, query, group_by or [], failed_limit, include_deleted))
+
+
+async def delivery_report(
+    ctx: ToolContext,
+    id: int | None,
+    query: SessionQuery,
+    group_by: list[GroupBy],
+    failed_limit: int,
+    include_deleted: bool,
+) -> DeliveryReport:
+    scope = await scope_of(ctx, id, query)
+    tally = Tally(scope.flt, list(dict.fromkeys(group_by)))
+    await each_message_page(ctx, scope.sessions, tally.add, include_deleted=include_deleted)
+    failures = sorted(tally.failures, key=lambda f: parse_time(f.time) or _NEVER, reverse=True)
+    groups = {name: tally.rows(name) for name in tally.group_by}
+    cut = [name for name, rows in groups.items() if len(rows) > GROUP_ROWS]
+    more = []
+    if len(failures) > failed_limit:
+        more.append(
+            f"{len(failures) - failed_limit} more failed messages: call get_failed_recipients with the same "
+            "arguments for every failed number (deduplicated), or raise failed_limit (up to 500)"
+        )
+    if cut:
+        more.append(f"groups cut to the {GROUP_ROWS} largest rows: {', '.join(cut)}")
+    return DeliveryReport(
+        session=brief(scope.sessions[0]) if scope.by_id else None,
+        sessions=len(scope.sessions),
+        filter=None if scope.by_id else scope.flt.describe(),
+        messages=tally.counts.total,
+        outcome=GroupRow(**tally.counts.rated().model_dump(), cost=round(tally.cost, 4)),
+        groups={name: rows[:GROUP_ROWS] for name, rows in groups.items()},
+        failed_count=len(failures),
+        failed=failures[:failed_limit],
+        more="; ".join(more) or None,
+        complete=scope.complete,
+        reason=scope.reason,
+    )
