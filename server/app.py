@@ -215,7 +215,9 @@ def explain_invalid_arguments(tool: str, error: ValidationError) -> str:
         if item["type"] == "missing":
             clauses.append(f"{where} is required")
             continue
-        clauses.append(f"{where}: {item['msg']} (got {_SHORT.repr(item.get('input'))})")
+        # A validator's own message starts "Value error, ": the field and the message say it already.
+        message = str(item["msg"]).removeprefix("Value error, ")
+        clauses.append(f"{where}: {message} (got {_SHORT.repr(item.get('input'))})")
     return f"Invalid arguments for {tool}: {'; '.join(clauses)}. Correct them and call again."
 
 

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
     if command == "emulator":
-        _serve_emulator(args.host, args.port, args.seed)
+        _serve_emulator(args.host, args.port, args.seed, args.latency)
         return
     try:
         # Flags may stand before or after the command; SUPPRESS leaves them unset where absent, so the
@@ -118,6 +118,13 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     emulator.add_argument("--port", type=int, default=8089, help="port to bind (default 8089)")
     emulator.add_argument("--seed", type=int, default=7, help="seed of the made-up account (default 7)")
+    emulator.add_argument(
+        "--latency",
+        metavar="MS",
+        type=float,
+        default=0.0,
+        help="hold every answer this many milliseconds, as a real network distance would (default 0)",
+    )
     return parser
 
 
@@ -202,15 +209,18 @@ def _describe_type(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
     return " or ".join(kinds) + (" or null" if len(options) < len(schema.get("anyOf", [schema])) else "")
 
 
-def _serve_emulator(host: str, port: int, seed: int) -> None:
+def _serve_emulator(host: str, port: int, seed: int, latency_ms: float) -> None:
     import uvicorn
 
     from server.sandbox import SANDBOX_API_KEY, SANDBOX_USERNAME, Emulator
 
+    emulator = Emulator(seed=seed)
+    emulator.latency = latency_ms / 1000
+    delay = f", every answer {latency_ms:g} ms late" if latency_ms else ""
     print(
-        f"TextMagic emulator on http://{host}:{port} (made-up data, seed {seed}); "
+        f"TextMagic emulator on http://{host}:{port} (made-up data, seed {seed}{delay}); "
         f"username {SANDBOX_USERNAME!r}, API key {SANDBOX_API_KEY!r}",
         file=sys.stderr,
     )
     # Idle connections are kept as long as nginx keeps them by default (uvicorn alone: 5 s).
-    uvicorn.run(Emulator(seed=seed).app, host=host, port=port, log_level="warning", timeout_keep_alive=75)
+    uvicorn.run(emulator.app, host=host, port=port, log_level="warning", timeout_keep_alive=75)

@@ -50,15 +50,9 @@ def make_server(served: ServedEmulator, emulator: Emulator, servers: dict[Any, S
         # Proxy variables are read when the server is built: servers differ by them too.
         key = (retry, tuple(sorted(overrides.items())), tuple(sorted(getproxies_environment().items())))
         if key not in servers:
-            settings = load_settings(
-                **{
-                    "username": USERNAME,
-                    "api_key": API_KEY,
-                    "base_url": served.url,
-                    "timeout": 5,
-                    **overrides,
-                }
-            )
+            # No practical rate limit unless a test asks for one: pacing has tests of its own.
+            account = {"username": USERNAME, "api_key": API_KEY, "base_url": served.url, "timeout": 5}
+            settings = load_settings(**{**account, "rate_limit": 1000, **overrides})
             quick = RetryPolicy(
                 budget=settings.retry_budget, max_attempts=settings.retry_attempts, **QUICK_RETRY
             )

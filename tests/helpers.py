@@ -268,3 +268,57 @@ def http_processes(served: ServedEmulator, *secrets: str) -> Iterator[list[HttpP
     finally:
         for process in processes:
             process.stop()
+
+
+def add_session(
+    emulator: Emulator,
+    session_id: int,
+    start: datetime,
+    *,
+    title: str | None = None,
+    text: str = "Made up for a test",
+    source: str = "A",
+    destination: str = "t",
+    statuses: str = "d",
+    country: str = "GB",
+) -> dict[str, Any]:
+    """A session on the emulator's account, as TextMagic would list it, with one message per status letter."""
+    stamp = start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    messages = [
+        {
+            "id": session_id * 1000 + n,
+            "receiver": f"44700{session_id % 10_000:04d}{n:03d}",
+            "status": status,
+            "text": text,
+            "messageTime": stamp,
+            "sessionId": session_id,
+            "country": country,
+            "price": 0.04,
+            "partsCount": 1,
+            "deleted": False,
+            **({"rejectReason": "a"} if status == "j" else {}),
+        }
+        for n, status in enumerate(statuses)
+    ]
+    session = {
+        "id": session_id,
+        "startTime": stamp,
+        "text": text,
+        "title": title,
+        "source": source,
+        "destination": destination,
+        "referenceId": None,
+        "price": round(0.04 * len(messages), 4),
+        "numbersCount": len(messages),
+    }
+    emulator.data.sessions[session_id] = session
+    emulator.data.messages[session_id] = messages
+    return session
+
+
+def outcome_of(status: str | None) -> str:
+    """The outcome buckets as the issue defines them, written out independently of the product's table."""
+    for bucket, letters in (("delivered", "d"), ("failed", "efu"), ("rejected", "jg"), ("pending", "qsrab")):
+        if status and status in letters:
+            return bucket
+    return "other"

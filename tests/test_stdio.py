@@ -149,3 +149,35 @@ async def test_switches_over_stdio(served: ServedEmulator, emulator: Emulator, t
     audited = [line for line in log.splitlines() if "delete audit" in line]
     assert len(audited) == 2 and all('"outcome": "refused"' in line for line in audited)
     assert f'"ids": [{session_id}]' in audited[0]
+
+
+async def test_the_delivery_tools_over_stdio(
+    served: ServedEmulator, emulator: Emulator, tmp_path: Path
+) -> None:
+    largest = max(emulator.data.messages, key=lambda i: len(emulator.data.messages[i]))
+    tests = {"text": "TEST - please ignore"}
+    test_ids = sorted(i for i, s in emulator.data.sessions.items() if s["title"] == "test")
+    with (tmp_path / "stderr.log").open("w+") as errlog:
+        env = {"TEXTMAGIC_TIMEZONE": "Europe/Berlin", "TEXTMAGIC_RATE_LIMIT": "1000"}
+        async with stdio_server(served, errlog, "auto", **env) as client:
+            found = await client.call_tool(
+                "find_message_sessions", {"since": "2026-11-01", "with_stats": True}
+            )
+            report = await client.call_tool("get_delivery_report", {"id": largest, "group_by": ["country"]})
+            failed = await client.call_tool("get_failed_recipients", {"id": largest, "limit": 5})
+            [link] = [block for block in failed.content if block.type == "resource_link"]
+            listed = await client.read_resource(link.uri)
+            preview = await client.call_tool("delete_message_sessions_matching", tests)
+            token = (preview.structured_content or {})["confirmation_token"]
+            done = await client.call_tool(
+                "delete_message_sessions_matching", {**tests, "confirm": True, "confirmation_token": token}
+            )
+            prompt = await client.get_prompt("delivery_report", {"session": str(largest)})
+    for result in (found, report, failed, preview, done):
+        assert not result.is_error, text_of(result)
+    assert found.structured_content and found.structured_content["sessions"][0]["delivered"] is not None
+    assert report.structured_content and report.structured_content["messages"] > 5000
+    assert failed.structured_content and failed.structured_content["total"] > 5
+    assert len(listed.contents[0].text.splitlines()) == failed.structured_content["total"] + 1
+    assert done.structured_content and sorted(emulator.deleted_ids) == test_ids
+    assert f"id={largest}" in prompt.messages[0].content.text

@@ -40,7 +40,12 @@ class Scan:
 
 async def scan_sessions(ctx: ToolContext, flt: SessionFilter) -> Scan:
     """Read the session list newest first, up to TEXTMAGIC_SCAN_LIMIT sessions, stopping at the first page whose
-    sessions all started before ``since``."""
+    sessions all started before ``since``.
+
+    Without ``since`` every page is needed, and they are read CONCURRENT_PAGES at a time. With it, each page says
+    whether the next is needed, so the pages read at once grow from one (1, 2, 4, ...): a scan of yesterday reads
+    a page or two, one of a year does not read them one by one.
+    """
     app = app_context(ctx)
     limit = app.settings.scan_limit
     first = await app.textmagic.list_sessions(page=1, limit=PAGE)
@@ -48,6 +53,7 @@ async def scan_sessions(ctx: ToolContext, flt: SessionFilter) -> Scan:
     matched: list[MessageSession] = []
     scanned = 0
     number = 1
+    window = 1
     pages: Sequence[SessionsPage] = [first]
     while True:
         for page in pages:
@@ -59,11 +65,12 @@ async def scan_sessions(ctx: ToolContext, flt: SessionFilter) -> Scan:
         await ctx.report_progress(scanned, min(first.page_count * PAGE, limit), f"{scanned} sessions scanned")
         if number >= last_page:
             break
-        window = range(number + 1, min(number + CONCURRENT_PAGES, last_page) + 1)
+        window = min(window * 2, CONCURRENT_PAGES) if flt.start is not None else CONCURRENT_PAGES
+        numbers = range(number + 1, min(number + window, last_page) + 1)
         pages = await gather(
-            [functools.partial(app.textmagic.list_sessions, page=n, limit=PAGE) for n in window]
+            [functools.partial(app.textmagic.list_sessions, page=n, limit=PAGE) for n in numbers]
         )
-        number = window[-1]
+        number = numbers[-1]
     if first.page_count > last_page:
         return Scan(
             matched,
