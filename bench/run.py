@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,21 @@ async def tokens(served: Any, session_id: int) -> dict[str, Any]:
                 for tool in listing
             ),
         }
+        # What a call with default arguments costs: the largest session where a tool takes one.
+        defaults: dict[str, dict[str, Any]] = {
+            "get_all_message_sessions": {},
+            "get_messages_by_session_id": {"id": session_id},
+            "find_message_sessions": {},
+            "get_delivery_report": {"id": session_id},
+            "get_failed_recipients": {"id": session_id},
+            "get_delivery_report over the last 30 days": {
+                "since": (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
+            },
+        }
+        figures["defaults"] = {}
+        for name, arguments in defaults.items():
+            result = await client.call_tool(name.split()[0], arguments)
+            figures["defaults"][name] = count("".join(b.text for b in result.content if b.type == "text"))
         for tool, (arguments, path, params) in pages.items():
             result = await client.call_tool(tool, arguments)
             text = "".join(block.text for block in result.content if block.type == "text")
@@ -253,9 +269,13 @@ def report(figures: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "tokens, listing of all tools",
             f"{tok['listing']['tokens']} ({tok['listing']['tools']} tools)",
             "",
-            "",
+            "<= 6,500",
         ),
     ]
+    report = tok["defaults"]["get_delivery_report"]
+    rows.append(("tokens, a one-session report, defaults", str(report), "", "<= 1,000"))
+    worst = max(tok["defaults"], key=tok["defaults"].get)
+    rows.append(("tokens, largest default result", f"{tok['defaults'][worst]} ({worst})", "", "<= 8,000"))
     for tool in ("get_messages_by_session_id", "get_all_message_sessions"):
         page = tok[tool]
         rows.append(

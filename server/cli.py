@@ -212,15 +212,20 @@ def _describe_type(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
 def _serve_emulator(host: str, port: int, seed: int, latency_ms: float) -> None:
     import uvicorn
 
+    from server.http import listening_socket
     from server.sandbox import SANDBOX_API_KEY, SANDBOX_USERNAME, Emulator
 
     emulator = Emulator(seed=seed)
     emulator.latency = latency_ms / 1000
+    sock = listening_socket(host, port)
     delay = f", every answer {latency_ms:g} ms late" if latency_ms else ""
+    # The socket listens already, so whoever reads this line can connect at once.
     print(
-        f"TextMagic emulator on http://{host}:{port} (made-up data, seed {seed}{delay}); "
+        f"TextMagic emulator on http://{host}:{sock.getsockname()[1]} (made-up data, seed {seed}{delay}); "
         f"username {SANDBOX_USERNAME!r}, API key {SANDBOX_API_KEY!r}",
         file=sys.stderr,
+        flush=True,
     )
     # Idle connections are kept as long as nginx keeps them by default (uvicorn alone: 5 s).
-    uvicorn.run(emulator.app, host=host, port=port, log_level="warning", timeout_keep_alive=75)
+    config = uvicorn.Config(emulator.app, log_level="warning", timeout_keep_alive=75)
+    uvicorn.Server(config).run(sockets=[sock])

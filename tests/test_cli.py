@@ -7,13 +7,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
+import httpx2
 import pytest
 
 from server.cli import main
 from server.sandbox import Emulator
-from tests.helpers import API_KEY, TOOL_NAMES, USERNAME, ServedEmulator, newest, run_script
+from tests.helpers import API_KEY, TOOL_NAMES, USERNAME, ServedEmulator, console_script, newest, run_script
 
 
 @pytest.fixture(autouse=True)
@@ -150,3 +152,26 @@ def test_http_beyond_loopback_needs_tokens(capsys: pytest.CaptureFixture[str]) -
     code, _, err = cli(capsys, "--sandbox", "--transport", "http", "--host", "0.0.0.0")  # noqa: S104
     assert code == 2
     assert "TEXTMAGIC_MCP_TOKENS" in err and "Traceback" not in err
+
+
+def test_the_emulator_plays_a_network_distance() -> None:
+    process = subprocess.Popen(
+        [console_script(), "emulator", "--port", "0", "--latency", "300"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        url = line.split(" on ")[1].split(" ")[0]
+        started = time.perf_counter()
+        answer = httpx2.get(
+            f"{url}/api/v2/sessions", params={"limit": 1}, auth=("sandbox", "sandbox-key-not-a-secret")
+        )
+        waited = time.perf_counter() - started
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert "every answer 300 ms late" in line
+    assert answer.status_code == 200 and answer.json()["pageCount"] == 37
+    assert waited >= 0.3
