@@ -9,7 +9,7 @@ import logging
 import reprlib
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -35,9 +35,11 @@ from server.audit import AuditLog
 from server.config import ConfigError, Settings, environment_proxy, without_credentials
 from server.confirmation import Confirmations
 from server.context import AppContext, client_name
-from server.previews import PreviewStore
+from server.ledger import Ledger, MemoryLedger
+from server.previews import Previews, PreviewStore
 from server.schemas import lean
 from server.textmagic import RateLimiter, RetryPolicy, TextMagicClient, track_statuses
+from server.textmagic.pacer import Pacer
 from tools.catalog import PROMPTS, RESOURCES, TOOLS, PromptSpec, ResourceSpec, ToolSpec
 from tools.outcomes import EXPLAINED
 from tools.resources import complete_session_id
@@ -100,6 +102,8 @@ class SessionsServer(MCPServer[AppContext]):
         ]
 
     def register(self, spec: ToolSpec) -> None:
+        if spec.annotations.destructive_hint:
+            self._destructive.add(spec.name)
         self.add_tool(
             spec.handler,
             name=spec.name,
@@ -164,32 +168,43 @@ class SessionsServer(MCPServer[AppContext]):
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None
     ) -> CallToolResult | InputRequiredResult:
         if name in self._disabled:
-            if name in self._destructive:
-                # Still a delete attempt: it belongs in the audit trail like any other refusal.
-                self._audit.record(
-                    tool=name,
-                    outcome="refused",
-                    client=client_name(context) if context else None,
-                    ids=_ids_in(arguments),
-                    delete_all=arguments.get("all") is True,
-                    detail=self._disabled[name],
-                )
+            self._refused(name, arguments, context, self._disabled[name])
             raise ToolError(self._disabled[name])
         # A misspelt argument (say "session_id") must not be silently dropped, least of all on a delete.
         known = (await self._argument_names()).get(name)
         unknown = sorted(set(arguments) - known) if known is not None else []
         if known is not None and unknown:
-            raise ToolError(
+            reason = (
                 f"Invalid arguments for {name}: unknown argument {', '.join(map(repr, unknown))}. "
                 f"Valid arguments: {', '.join(sorted(known))}."
             )
+            self._refused(name, arguments, context, reason)
+            raise ToolError(reason)
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
                 raise
-            raise ToolError(explain_invalid_arguments(name, cause)) from cause
+            reason = explain_invalid_arguments(name, cause)
+            self._refused(name, arguments, context, reason)
+            raise ToolError(reason) from cause
+
+    def _refused(
+        self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None, reason: str
+    ) -> None:
+        """A delete refused before it ran (disabled, or invalid arguments) is still a delete attempt: it belongs in
+        the audit trail like any other refusal."""
+        if name not in self._destructive:
+            return
+        self._audit.record(
+            tool=name,
+            outcome="refused",
+            client=client_name(context) if context else None,
+            ids=_ids_in(arguments),
+            delete_all=arguments.get("all") is True,
+            detail=reason,
+        )
 
     async def _argument_names(self) -> dict[str, frozenset[str]]:
         if self._arguments is None:
@@ -240,7 +255,12 @@ def build_server(settings: Settings, *, retry: RetryPolicy | None = None) -> Ses
         settings.confirmation_secret.get_secret_value().encode() if settings.confirmation_secret else None,
         ttl_seconds=settings.confirmation_ttl,
     )
-    previews = PreviewStore(settings.confirmation_ttl)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    if redis_url:
+        from server.shared import check_reachable
+
+        check_reachable(redis_url)
+    memory = (PreviewStore(settings.confirmation_ttl), MemoryLedger())
     connect = _sandbox_connection() if settings.sandbox else _textmagic_connection(settings)
     # One pacer per server, whatever the number of connections: the rate limit is per account.
     pacer = RateLimiter(settings.rate_limit)
@@ -249,13 +269,31 @@ def build_server(settings: Settings, *, retry: RetryPolicy | None = None) -> Ses
     @asynccontextmanager
     async def lifespan(running: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
         assert isinstance(running, SessionsServer)
-        async with TextMagicClient(
-            timeout=settings.timeout, pacer=pacer, retry=retry, keepalive=settings.keepalive, **connect
-        ) as client:
+        async with AsyncExitStack() as stack:
+            previews: Previews = memory[0]
+            ledger: Ledger = memory[1]
+            paced: Pacer = pacer
+            if redis_url:
+                # Made here, in the running server's event loop, which its connections belong to.
+                from server.shared import Shared
+
+                shared = await stack.enter_async_context(Shared.connect(redis_url))
+                previews, ledger = shared.previews(settings.confirmation_ttl), shared.ledger
+                paced = shared.pacer(settings.rate_limit, fallback=pacer)
+            client = await stack.enter_async_context(
+                TextMagicClient(
+                    timeout=settings.timeout,
+                    pacer=paced,
+                    retry=retry,
+                    keepalive=settings.keepalive,
+                    **connect,
+                )
+            )
             running.live = AppContext(
                 textmagic=client,
                 confirmations=confirmations,
                 previews=previews,
+                ledger=ledger,
                 audit=audit,
                 settings=settings,
             )

@@ -1,4 +1,10 @@
-"""The delete audit trail: one JSON line per delete attempt, to stderr always and to a file when configured."""
+"""The delete audit trail: JSON lines, to stderr always and to a file when configured.
+
+A confirmed delete leaves two records: ``sending`` before anything is sent, and how it ended (deleted,
+uncertain, failed, cancelled), so that a call cancelled midway, timed out or stopped by a shutdown still leaves
+a trail. Every other attempt (preview, refused, declined, nothing to delete) leaves one. What clients send is
+escaped and bounded: each record is one line of ASCII, at most MAX_RECORD bytes.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,22 @@ from pathlib import Path
 from typing import Literal
 
 Outcome = Literal[
-    "preview", "refused", "failed", "declined", "cancelled", "nothing_to_delete", "deleted", "uncertain"
+    "preview",
+    "refused",
+    "failed",
+    "declined",
+    "cancelled",
+    "nothing_to_delete",
+    "sending",
+    "deleted",
+    "uncertain",
 ]
+
+MAX_RECORD = 4096
+# Within a record: ids listed (the rest counted), and the characters of a client's name and of a detail.
+_IDS = 100
+_NAME = 120
+_DETAIL = 1500
 
 logger = logging.getLogger("server.audit")
 # Audit lines reach stderr even when the rest of the logging is quieter.
@@ -39,21 +59,28 @@ class AuditLog:
         all_sessions_count: int | None = None,
         detail: str | None = None,
     ) -> None:
+        listed = sorted(ids)
         entry: dict[str, object] = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "tool": tool,
             "outcome": outcome,
-            "client": client,
+            "client": _bounded(client, _NAME) if client is not None else None,
         }
         if delete_all:
             entry["all"] = True
             if all_sessions_count is not None:
                 entry["all_sessions_count"] = all_sessions_count
-        else:
-            entry["ids"] = sorted(ids)
+        entry["ids"] = listed[:_IDS]
+        if len(listed) > _IDS:
+            entry["ids_count"] = len(listed)
         if detail:
-            entry["detail"] = detail
-        line = json.dumps(entry, ensure_ascii=False)
+            entry["detail"] = _bounded(detail, _DETAIL)
+        # ASCII with every other character escaped: no line or paragraph separator, no control character, can
+        # split a record, whatever a client calls itself.
+        line = json.dumps(entry, ensure_ascii=True)
+        if len(line) > MAX_RECORD:
+            entry["detail"] = "(cut)"
+            line = json.dumps(entry, ensure_ascii=True)
         logger.info("delete audit %s", line)
         if self._path is not None:
             try:
@@ -61,3 +88,7 @@ class AuditLog:
                     file.write(line + "\n")
             except OSError as exc:
                 logger.error("could not append to the audit log %s: %s", self._path, exc)
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

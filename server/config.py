@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     )
     allow_delete_all: bool = Field(False, description="Allow delete_message_sessions_bulk with all=true.")
     confirmation_secret: SecretStr | None = Field(
-        None, description="HMAC key for delete confirmation tokens; random per process when unset."
+        None,
+        description="HMAC key for delete confirmation tokens (32 bytes at least); random per process when unset.",
     )
     confirmation_ttl: int = Field(
         600, ge=10, le=86_400, description="Seconds a confirmation token stays valid."
@@ -57,13 +58,20 @@ class Settings(BaseSettings):
         None, description="File that every delete attempt is appended to (JSON lines)."
     )
     rate_limit: float = Field(
-        50.0, gt=0, le=1000, description="Requests per second to TextMagic, for the whole process."
+        50.0, ge=0.1, le=1000, description="Requests per second to TextMagic, for the whole process."
     )
     retry_budget: float = Field(
         10.0, ge=0, le=300, description="Seconds a call may spend retrying TextMagic's transient failures."
     )
     retry_attempts: int = Field(
         5, ge=1, le=20, description="Attempts per TextMagic request, the first included."
+    )
+    allow_insecure_http: bool = Field(
+        False,
+        description="Allow an http:// TEXTMAGIC_BASE_URL off loopback (credentials would go unencrypted).",
+    )
+    redis_url: SecretStr | None = Field(
+        None, description="Redis that replicas share used confirmations, previews and the rate limit through."
     )
     timezone: str = Field(
         "UTC", min_length=1, description="IANA time zone in which dates given to the tools are read."
@@ -128,6 +136,43 @@ class Settings(BaseSettings):
             )
         return url
 
+    @field_validator("username", "api_key")
+    @classmethod
+    def _not_blank(cls, value: str | SecretStr | None) -> str | SecretStr | None:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is not None and not text.strip():
+            raise ValueError("is blank; set it to the account's username and API v2 key")
+        if text is not None and text != text.strip():
+            raise ValueError("has spaces around it; copy it again without them")
+        return value
+
+    @field_validator("confirmation_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError(
+                "is too short to sign confirmations: give 32 bytes at least, e.g. the output of "
+                "`openssl rand -hex 32`"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urllib.parse.urlsplit(value.get_secret_value()).scheme not in REDIS_SCHEMES:
+            raise ValueError("must be a redis://, rediss:// or unix:// URL, such as redis://127.0.0.1:6379/0")
+        return value
+
+    @model_validator(mode="after")
+    def _encrypted_off_loopback(self) -> Settings:
+        url = self.base_url
+        if url.scheme == "http" and not is_loopback(url.host or "") and not self.allow_insecure_http:
+            raise ValueError(
+                "TEXTMAGIC_BASE_URL: plain http:// would send the API key unencrypted to a host that is not this "
+                "machine. Use https://, or set TEXTMAGIC_ALLOW_INSECURE_HTTP=true if that is what you want"
+            )
+        return self
+
     @model_validator(mode="after")
     def _credentials_or_sandbox(self) -> Settings:
         if self.sandbox:
@@ -170,6 +215,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 # What httpx2 can carry requests through: HTTP proxies (CONNECT for https://) and SOCKS5 (with socksio).
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def environment_proxy(url: str) -> str | None:
@@ -193,13 +239,26 @@ def environment_proxy(url: str) -> str | None:
         proxy = proxies.get(name)
         if not proxy:
             continue
+        where = f"{name.upper()}_PROXY (or {name}_proxy)"
         found = urllib.parse.urlsplit(proxy)
         if found.scheme not in PROXY_SCHEMES or not found.hostname:
             raise ConfigError(
-                f"{name.upper()}_PROXY (or {name}_proxy): the proxy for TextMagic must be an http://, https://, "
-                "socks5:// or socks5h:// URL with a host, such as http://proxy.example:3128 (SOCKS4 is not "
-                "supported); fix it, or list TextMagic's host in NO_PROXY to connect directly"
+                f"{where}: the proxy for TextMagic must be an http://, https://, socks5:// or socks5h:// URL with a "
+                "host, such as http://proxy.example:3128 (SOCKS4 is not supported); fix it, or list TextMagic's "
+                "host in NO_PROXY to connect directly"
             )
+        if found.query or found.fragment or "#" in proxy or "?" in proxy:
+            # A "#" in a password ends the URL there: what follows would be read as host and port, and shown.
+            raise ConfigError(
+                f"{where}: the proxy URL holds a # or ?; percent-encode them in the user name or password "
+                "(# as %23, ? as %3F)"
+            )
+        try:
+            port = found.port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ConfigError(f"{where}: the proxy's port must be a number from 1 to 65535")
         return proxy
     return None
 

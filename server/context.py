@@ -11,7 +11,8 @@ from mcp.server.mcpserver import Context
 from server.audit import AuditLog
 from server.config import Settings
 from server.confirmation import Confirmations
-from server.previews import PreviewStore
+from server.ledger import Ledger
+from server.previews import Previews
 from server.textmagic import TextMagicClient
 
 
@@ -19,7 +20,8 @@ from server.textmagic import TextMagicClient
 class AppContext:
     textmagic: TextMagicClient
     confirmations: Confirmations
-    previews: PreviewStore
+    previews: Previews
+    ledger: Ledger
     audit: AuditLog
     settings: Settings
 

@@ -2,16 +2,24 @@
 
 Stateless on purpose: every request stands alone (JSON responses, no sessions), so any number of replicas can
 sit behind any load balancer. Replicas must share TEXTMAGIC_CONFIRMATION_SECRET for each other's delete tokens
-and elicitation rounds.
+and elicitation rounds, and TEXTMAGIC_REDIS_URL for used confirmations, previews and the rate limit.
+
+Clients that connect and never finish a request cannot lock the others out: a request's headers must arrive
+within HEADER_DEADLINE, and when too many connections are waiting for theirs, the one waiting longest is
+dropped (``GuardedH11Protocol``). A client whose request arrived is served, whoever is waiting beside it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import resource
 import socket
 import sys
+from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import anyio
 from mcp.server.transport_security import TransportSecuritySettings
@@ -19,6 +27,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from server import __version__
 from server.app import SessionsServer, build_server
@@ -30,6 +39,10 @@ MCP_PATH = "/mcp"
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 READY_CACHE_SECONDS = 10.0
+# Seconds a connection may take to send a request's headers, the first or the next on a kept-alive one.
+HEADER_DEADLINE = 10.0
+# Connections waiting for their headers at most: far below the file limit, so that accepting stays possible.
+MAX_WAITING = 256
 # On SIGTERM, calls in flight get this long to finish before the connections are closed.
 SHUTDOWN_GRACE_SECONDS = 30
 
@@ -38,7 +51,8 @@ logger = logging.getLogger(__name__)
 
 def http_app(server: SessionsServer, settings: Settings) -> ASGIApp:
     """The ASGI application serving ``server`` at /mcp, with /healthz and /readyz beside it."""
-    readiness = Readiness(server)
+    tokens = [token.get_secret_value() for token in settings.mcp_tokens]
+    readiness = Readiness(server, tokens)
     server.custom_route("/healthz", methods=["GET"])(healthz)
     server.custom_route("/readyz", methods=["GET"])(readiness.endpoint)
     security = TransportSecuritySettings(
@@ -57,7 +71,6 @@ def http_app(server: SessionsServer, settings: Settings) -> ASGIApp:
         host=settings.host,
     )
     guarded = CancelOnDisconnect(app)
-    tokens = [token.get_secret_value() for token in settings.mcp_tokens]
     return BearerAuth(guarded, tokens) if tokens else guarded
 
 
@@ -66,21 +79,35 @@ async def healthz(_request: Request) -> JSONResponse:
 
 
 class Readiness:
-    """Answers /readyz: do the TextMagic credentials work? One cheap call, its answer kept briefly."""
+    """Answers /readyz: do the TextMagic credentials work? One cheap call at a time, its answer kept briefly and
+    shared by every probe meanwhile; why it is not ready only for a caller with one of the server's tokens."""
 
-    def __init__(self, server: SessionsServer) -> None:
+    def __init__(self, server: SessionsServer, tokens: Sequence[str]) -> None:
         self._server = server
+        self._tokens = [token.encode() for token in tokens]
         self._checked_at = float("-inf")
         self._problem: str | None = None
+        self._checking = anyio.Lock()
 
-    async def endpoint(self, _request: Request) -> JSONResponse:
-        now = anyio.current_time()
-        if now - self._checked_at > READY_CACHE_SECONDS:
-            self._problem = await self._check()
-            self._checked_at = now
+    async def endpoint(self, request: Request) -> JSONResponse:
+        async with self._checking:
+            # Probes that waited for a check in progress take its answer.
+            if anyio.current_time() - self._checked_at > READY_CACHE_SECONDS:
+                self._problem = await self._check()
+                self._checked_at = anyio.current_time()
+                if self._problem:
+                    logger.warning("not ready: %s", self._problem)
+        told = self._authenticated(request)
         if self._problem:
-            return JSONResponse({"status": "not ready", "reason": self._problem}, status_code=503)
-        return JSONResponse({"status": "ready", "version": __version__})
+            body = {"status": "not ready", **({"reason": self._problem} if told else {})}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"status": "ready", **({"version": __version__} if told else {})})
+
+    def _authenticated(self, request: Request) -> bool:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        candidate = presented.strip().encode()
+        matches = [hmac.compare_digest(candidate, token) for token in self._tokens]
+        return scheme.lower() == "bearer" and any(matches)
 
     async def _check(self) -> str | None:
         live = self._server.live
@@ -209,6 +236,7 @@ def serve_http(server: SessionsServer, settings: Settings) -> None:
     )
     config = uvicorn.Config(
         app,
+        http=GuardedH11Protocol,
         log_config=None,
         log_level=settings.log_level.lower(),
         access_log=False,
@@ -216,3 +244,74 @@ def serve_http(server: SessionsServer, settings: Settings) -> None:
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+class Waiting:
+    """Connections that have not sent their request's headers yet, the one waiting longest first."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._connections: OrderedDict[GuardedH11Protocol, None] = OrderedDict()
+
+    def add(self, connection: GuardedH11Protocol) -> None:
+        self._connections[connection] = None
+        while len(self._connections) > self.limit:
+            oldest, _ = self._connections.popitem(last=False)
+            oldest.drop("too many connections waiting for their headers")
+
+    def discard(self, connection: GuardedH11Protocol) -> None:
+        self._connections.pop(connection, None)
+
+
+def _waiting_limit() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, min(MAX_WAITING, soft // 4))
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, with a deadline for each request's headers and a cap on the connections
+    waiting for them (see the module's docstring). For ``uvicorn --http server.http:GuardedH11Protocol``."""
+
+    waiting: ClassVar[Waiting] = Waiting(_waiting_limit())
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._seen: object = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # uvicorn makes a new cycle for each request whose headers it has read.
+        if self.cycle is not None and self.cycle is not self._seen:
+            self._seen = self.cycle
+            self._admitted()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._admitted()
+        super().connection_lost(exc)
+
+    def drop(self, why: str) -> None:
+        logger.info("dropped a connection: %s", why)
+        self._admitted()
+        self.transport.close()
+
+    def _await_headers(self) -> None:
+        self._deadline = self.loop.call_later(
+            HEADER_DEADLINE, self.drop, "its request's headers came too slowly"
+        )
+        self.waiting.add(self)
+
+    def _admitted(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.waiting.discard(self)

@@ -10,9 +10,16 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 # Previews kept at once; the oldest make room. Each is at most TEXTMAGIC_SCAN_LIMIT ids.
 MAX_PREVIEWS = 1000
+
+
+class Previews(Protocol):
+    async def put(self, key: str, ids: Iterable[int]) -> None: ...
+
+    async def get(self, key: str) -> frozenset[int] | None: ...
 
 
 class PreviewStore:
@@ -21,13 +28,13 @@ class PreviewStore:
         self._clock = clock
         self._kept: OrderedDict[str, tuple[float, frozenset[int]]] = OrderedDict()
 
-    def put(self, key: str, ids: Iterable[int]) -> None:
+    async def put(self, key: str, ids: Iterable[int]) -> None:
         now = self._clock()
         while self._kept and (len(self._kept) >= MAX_PREVIEWS or next(iter(self._kept.values()))[0] <= now):
             self._kept.popitem(last=False)
         self._kept[key] = (now + self._ttl, frozenset(ids))
 
-    def get(self, key: str) -> frozenset[int] | None:
+    async def get(self, key: str) -> frozenset[int] | None:
         kept = self._kept.get(key)
         if kept is None or kept[0] <= self._clock():
             return None

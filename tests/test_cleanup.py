@@ -125,7 +125,7 @@ async def test_a_preview_this_server_does_not_know_deletes_nothing(
     make_server: Any, emulator: Emulator
 ) -> None:
     smoke_tests(emulator, 2)
-    secret = "shared-secret-for-two-servers"
+    secret = "shared-secret-for-two-servers-0123456789"
     async with connect(make_server(confirmation_secret=secret)) as one:
         preview = await preview_of(one, TESTS)
     # Another process with the same secret: the token is genuine, the previewed set is not there.
@@ -174,6 +174,7 @@ async def test_every_step_is_audited(make_server: Any, emulator: Emulator, tmp_p
     assert [(r["outcome"], r.get("ids")) for r in records] == [
         ("refused", []),
         ("preview", sorted(ids)),
+        ("sending", sorted(ids)),
         ("deleted", sorted(ids)),
     ]
     assert all("filter" in r.get("detail", "filter") for r in records[1:])

@@ -22,7 +22,7 @@ from server.config import load_settings
 from server.confirmation import Confirmations, Target
 from tests.helpers import API_KEY, USERNAME, ServedEmulator, connect, tm_requests
 
-SECRET = "property-test-secret"
+SECRET = "property-test-secret-0123456789abcdef"
 SINGLE, BULK = "delete_message_session", "delete_message_sessions_bulk"
 REAL, MISSING = 6, 2  # the pool: the six newest sessions and two ids that never existed
 
@@ -55,6 +55,8 @@ class Issued:
     tool: str
     ids: frozenset[int]
     token: str
+    # A confirmation works once: spent when it was carried out or the person answered.
+    used: bool = False
 
 
 @dataclass
@@ -137,11 +139,12 @@ def test_only_valid_confirmed_approved_sets_are_deleted(
             assert result.is_error  # delete-all is not enabled on this server
             return
         ids, valid = sorted(present or requested), False
+        spent: Issued | None = model.issued[-1] if token else None
         if attempt == "exact":
             valid = token is not None
         elif attempt == "stale" and model.issued:
-            issued = model.issued[pick % len(model.issued)]
-            tool, ids, token, valid = issued.tool, sorted(issued.ids), issued.token, True
+            spent = model.issued[pick % len(model.issued)]
+            tool, ids, token, valid = spent.tool, sorted(spent.ids), spent.token, not spent.used
         elif attempt == "requested_ids":
             ids, valid = requested, token is not None and frozenset(requested) == present
         elif attempt == "other_tool":
@@ -152,6 +155,8 @@ def test_only_valid_confirmed_approved_sets_are_deleted(
             tool, {**arguments(tool, ids), "confirm": True, "confirmation_token": token}
         )
         still_there = frozenset(ids) & model.existing
+        if valid and still_there and spent is not None:
+            spent.used = True
         if valid and still_there and approves():
             model.deleted |= still_there
             model.existing -= still_there

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from server.confirmation import Confirmations, Target
 from server.sandbox import Emulator
-from tests.helpers import connect, deletions, newest, text_of
+from tests.helpers import add_session, connect, deletions, newest, text_of
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "shared-confirmation-secret-for-tests"
+SECRET = "shared-confirmation-secret-for-tests-0123"
 
 
 async def test_single_delete_previews_then_deletes(make_server: Any, emulator: Emulator, era: str) -> None:
@@ -151,12 +152,12 @@ async def test_bulk_refusals(
 
 
 async def test_delete_all_when_allowed(make_server: Any, emulator: Emulator, era: str) -> None:
-    total = len(emulator.data.sessions)
+    ids = sorted(emulator.data.sessions, reverse=True)
     async with connect(make_server(allow_delete_all=True), era) as client:
         preview = await client.call_tool("delete_message_sessions_bulk", {"all": True})
-        assert preview.structured_content["preview"]["all_sessions_count"] == total
-        assert f"ALL {total} sessions" in preview.structured_content["message"]
-        assert len(emulator.data.sessions) == total
+        assert preview.structured_content["preview"]["all_sessions_count"] == len(ids)
+        assert f"ALL {len(ids)} sessions" in preview.structured_content["message"]
+        assert len(emulator.data.sessions) == len(ids)
         done = await client.call_tool(
             "delete_message_sessions_bulk",
             {
@@ -166,22 +167,38 @@ async def test_delete_all_when_allowed(make_server: Any, emulator: Emulator, era
             },
         )
     assert done.structured_content["deleted"] is True and done.structured_content["deleted_all"] is True
-    assert deletions(emulator) == [("POST", "/api/v2/sessions/delete", {"all": 1})]
+    # By ids, never all=1: what the preview showed and nothing else.
+    assert deletions(emulator) == [
+        ("POST", "/api/v2/sessions/delete", {"ids": ",".join(map(str, ids)), "all": 0})
+    ]
     assert emulator.data.sessions == {}
 
 
-async def test_delete_all_token_void_when_the_count_changed(make_server: Any, emulator: Emulator) -> None:
+async def test_delete_all_leaves_a_session_created_after_its_preview(
+    make_server: Any, emulator: Emulator
+) -> None:
+    """Finding 1: the token of `all` was bound to the number of sessions: one gone and one new, and it deleted the
+    new one."""
+    oldest = min(emulator.data.sessions)
     async with connect(make_server(allow_delete_all=True), "modern") as client:
         preview = await client.call_tool("delete_message_sessions_bulk", {"all": True})
         token = preview.structured_content["confirmation_token"]
-        # Another send-out arrives between preview and confirmation.
-        emulator.data.sessions[1] = {**next(iter(emulator.data.sessions.values())), "id": 1}
-        emulator.data.messages[1] = []
-        result = await client.call_tool(
+        # One session goes, another send-out arrives: the same number of sessions as at the preview.
+        del emulator.data.sessions[oldest], emulator.data.messages[oldest]
+        [newcomer] = [add_session(emulator, 48_900_000, datetime.now(UTC), title="Arrived later")["id"]]
+        done = await client.call_tool(
             "delete_message_sessions_bulk", {"all": True, "confirm": True, "confirmation_token": token}
         )
-    assert result.is_error and "different number of sessions" in text_of(result)
-    assert emulator.deleted_ids == []
+        replay = await client.call_tool(
+            "delete_message_sessions_bulk", {"all": True, "confirm": True, "confirmation_token": token}
+        )
+    result = done.structured_content
+    assert newcomer in emulator.data.sessions and list(emulator.data.sessions) == [newcomer]
+    assert (
+        result["deleted"] is True and result["deleted_all"] is False and result["not_found_ids"] == [oldest]
+    )
+    assert "left alone" in result["message"]
+    assert replay.is_error and "used already" in text_of(replay) and newcomer in emulator.data.sessions
 
 
 async def test_expired_token_is_refused(make_server: Any, emulator: Emulator) -> None:
@@ -208,7 +225,9 @@ async def test_a_token_works_on_another_server_with_the_same_secret(
         token_2 = (await one.call_tool("delete_message_session", {"id": second})).structured_content[
             "confirmation_token"
         ]
-    async with connect(make_server(confirmation_secret="another-secret"), "modern") as stranger:
+    async with connect(
+        make_server(confirmation_secret="another-secret-0123456789abcdef-xyz"), "modern"
+    ) as stranger:
         refused = await stranger.call_tool(
             "delete_message_session", {"id": second, "confirm": True, "confirmation_token": token_2}
         )

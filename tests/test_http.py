@@ -40,7 +40,7 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "replica-shared-secret"
+SECRET = "replica-shared-secret-0123456789abcdef"
 JSON_RPC = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
 
@@ -173,23 +173,30 @@ async def test_read_only_over_http(served: ServedEmulator, emulator: Emulator) -
 
 
 async def test_health_and_readiness(served: ServedEmulator, emulator: Emulator) -> None:
+    """Finding 7: every probe of /readyz started a TextMagic request, and it showed anyone the base URL."""
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
     with http_server(served) as url, http_server(served, api_key="revoked-key") as revoked:
         async with httpx2.AsyncClient() as http:
             health = await http.get(f"{url}/healthz")
             assert tm_requests(emulator) == [], "/healthz must not call TextMagic"
-            ready = await http.get(f"{url}/readyz")
-            again = await http.get(f"{url}/readyz")
-            checked = len(tm_requests(emulator))
+            probes: list[httpx2.Response] = []
+            async with anyio.create_task_group() as group:
+                for _ in range(50):
+
+                    async def probe() -> None:
+                        probes.append(await http.get(f"{url}/readyz"))
+
+                    group.start_soon(probe)
+            checked = [(r.path, r.query) for r in tm_requests(emulator)]
             not_ready = await http.get(f"{revoked}/readyz")
+            explained = await http.get(f"{revoked}/readyz", headers=bearer)
     assert (health.status_code, health.json()["status"]) == (200, "ok") and health.json()["version"]
-    assert (ready.status_code, ready.json()["status"], again.status_code) == (200, "ready", 200)
-    # One cheap call, kept for a while: the second probe did not reach TextMagic.
-    assert checked == 1 and (tm_requests(emulator)[0].path, tm_requests(emulator)[0].query) == (
-        "/api/v2/sessions",
-        {"page": "1", "limit": "1"},
-    )
-    assert (not_ready.status_code, not_ready.json()["status"]) == (503, "not ready")
-    assert "TEXTMAGIC_API_KEY" in not_ready.json()["reason"] and "revoked-key" not in not_ready.text
+    assert {(p.status_code, p.text) for p in probes} == {(200, '{"status":"ready"}')}
+    # One check for fifty probes: the others waited for it and shared its answer.
+    assert checked == [("/api/v2/sessions", {"page": "1", "limit": "1"})]
+    assert (not_ready.status_code, not_ready.json()) == (503, {"status": "not ready"})
+    assert served.url not in not_ready.text and "127.0.0.1" not in not_ready.text
+    assert "TEXTMAGIC_API_KEY" in explained.json()["reason"] and "revoked-key" not in explained.text
 
 
 async def test_who_can_be_asked_over_stateless_http(served: ServedEmulator, emulator: Emulator) -> None:
@@ -218,7 +225,11 @@ async def test_replicas_share_tokens_and_the_users_answer(served: ServedEmulator
     async def never(_ctx: Any, _params: ElicitRequestParams) -> ElicitResult:
         raise AssertionError("this test answers by hand")
 
-    with http_processes(served, SECRET, SECRET, "a-different-secret") as (one, two, stranger):
+    with http_processes(served, SECRET, SECRET, "a-different-secret-0123456789abcdef") as (
+        one,
+        two,
+        stranger,
+    ):
         async with mcp_client(one.url, elicitation_callback=never) as client:
             preview = await client.call_tool("delete_message_session", {"id": session_id})
             arguments = {

@@ -243,7 +243,7 @@ async def test_calls_go_through_the_proxy_the_environment_names(
     session_id = max(emulator.data.sessions)
     caplog.set_level(logging.DEBUG)
     # textmagic.test resolves nowhere: only the proxy can have carried the call.
-    server = make_server(base_url="http://textmagic.test")  # type: ignore[operator]
+    server = make_server(base_url="http://textmagic.test", allow_insecure_http=True)  # type: ignore[operator]
     async with connect(server, "modern") as client:
         result = await client.call_tool("get_message_session_stat", {"id": session_id})
     assert not result.is_error, text_of(result)
@@ -409,7 +409,7 @@ async def test_calls_go_through_a_socks_proxy(
     async with listening(socks, "socks5") as proxy_url:
         no_proxy_variables.setenv("ALL_PROXY", with_password(proxy_url))
         # textmagic.test resolves nowhere: only the proxy can have carried the call.
-        server = make_server(base_url="http://textmagic.test")  # type: ignore[operator]
+        server = make_server(base_url="http://textmagic.test", allow_insecure_http=True)  # type: ignore[operator]
         async with connect(server, "modern") as client:
             result = await client.call_tool("get_message_session_stat", {"id": session_id})
     assert not result.is_error, text_of(result)

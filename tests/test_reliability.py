@@ -67,14 +67,12 @@ async def test_retry_after_in_seconds_is_honoured(make_server: Any, emulator: Em
     assert second.received_at - first.received_at >= 0.95
 
 
-@pytest.mark.parametrize(
-    "retry_after",
-    ["120", format_datetime(datetime.now(UTC) + timedelta(minutes=2), usegmt=True)],
-    ids=["seconds", "http-date"],
-)
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
 async def test_retry_after_beyond_the_budget_gives_up_at_once(
-    make_server: Any, emulator: Emulator, retry_after: str
+    make_server: Any, emulator: Emulator, form: str
 ) -> None:
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    retry_after = "120" if form == "seconds" else format_datetime(later, usegmt=True)
     emulator.fail_next(429, headers={"Retry-After": retry_after}, times=5)
     result = await call(make_server(), "get_all_message_sessions", {})
     assert result.is_error and sent(emulator, "GET") == 1
@@ -170,13 +168,16 @@ async def test_bulk_delete_is_never_sent_twice(
         if carried_out:
             assert result["deleted"] is True and result["deleted_ids"] == ids
         else:
-            assert (
-                result["deleted"] is False
-                and "Confirming again with the same token is safe" in result["message"]
-            )
+            assert result["deleted"] is False and "ask for a fresh preview" in result["message"]
             assert emulator.deleted_ids == []
+            # The token is spent; a fresh preview and its confirmation do it.
             again = await client.call_tool("delete_message_sessions_bulk", confirming)
-            assert again.structured_content["deleted"] is True
+            assert again.is_error and "used already" in text_of(again)
+            token = await preview_token(client, "delete_message_sessions_bulk", {"ids": ids})
+            fresh = await client.call_tool(
+                "delete_message_sessions_bulk", {"ids": ids, "confirm": True, "confirmation_token": token}
+            )
+            assert fresh.structured_content["deleted"] is True
     assert sorted(emulator.deleted_ids) == ids
 
 

@@ -77,15 +77,17 @@ async def test_invalid_token_is_refused_before_asking(make_server: Any, emulator
     assert tm_requests(emulator) == []
 
 
-async def test_delete_all_asks_with_the_count(make_server: Any, emulator: Emulator, era: str) -> None:
+async def test_delete_all_asks_naming_what_goes(make_server: Any, emulator: Emulator, era: str) -> None:
     total = len(emulator.data.sessions)
+    newest_ten = newest(emulator, 10)
     user = User("accept")
     async with connect(make_server(allow_delete_all=True), era, elicitation_callback=user) as client:
         done = await preview_then_confirm(client, "delete_message_sessions_bulk", {"all": True})
     assert done.structured_content["deleted_all"] is True
-    assert user.questions == [
-        f"Delete ALL {total} sessions of the account? Their messages go too; this cannot be undone."
-    ]
+    [question] = user.questions
+    assert question.startswith(f"Delete ALL {total} sessions of the account (")
+    assert all(str(session_id) in question for session_id in newest_ten)
+    assert f"and {total - 10} sessions more" in question and question.endswith("this cannot be undone.")
 
 
 async def test_sandbox_question_says_sandbox() -> None:
@@ -166,8 +168,9 @@ async def test_every_attempt_is_audited(
         ("delete_message_session", "preview", [first], None),
         ("delete_message_session", "declined", [first], None),
         ("delete_message_session", "refused", [first], None),
-        ("delete_message_sessions_bulk", "refused", None, True),
+        ("delete_message_sessions_bulk", "refused", [], True),
         ("delete_message_sessions_bulk", "preview", [77, second], None),
+        ("delete_message_sessions_bulk", "sending", [second], None),
         ("delete_message_sessions_bulk", "deleted", [second], None),
     ]
     assert {r["client"] for r in records} == {"audit-test-client"}
@@ -211,7 +214,7 @@ async def test_read_only_refusals_are_audited(make_server: Any, emulator: Emulat
     records = [json.loads(line) for line in audit.read_text().splitlines()]
     assert [(r["outcome"], r.get("ids"), r.get("all")) for r in records] == [
         ("refused", [3, 4], None),
-        ("refused", None, True),
+        ("refused", [], True),
     ]
     assert all("read-only" in r["detail"] for r in records)
 

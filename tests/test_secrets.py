@@ -17,7 +17,7 @@ from tests.helpers import API_KEY, USERNAME, ServedEmulator, connect, stdio_serv
 pytestmark = pytest.mark.anyio
 
 WRONG_KEY = "tmkey-WRONG-SECRET-0b7c55e1d2"
-CONFIRMATION_SECRET = "confirm-SECRET-a61f0c"
+CONFIRMATION_SECRET = "confirm-SECRET-a61f0c-0123456789abcdef"
 
 
 def secret_forms() -> list[str]:

@@ -1,14 +1,16 @@
-"""delete_message_sessions_matching: cleanup by filter ("last week's test sessions", "everything before May"), with
-the safety of the bulk delete.
+"""Deleting a previewed set of sessions: ``delete_message_sessions_matching`` (cleanup by filter: "last week's test
+sessions", "everything before May"), and ``delete_message_sessions_bulk`` with ``all``.
 
-The preview scans for the sessions the filter matches and keeps that exact set for its token (``PreviewStore``).
-The confirmation deletes those sessions and nothing else: a session created or matched after the preview is
-never deleted by it, and sessions that vanished meanwhile are reported. Deletion goes in chunks of at most 100
-ids through the bulk endpoint, never ``all``; a chunk whose outcome is uncertain is checked, not sent again.
+The preview scans for the sessions the filter matches (all of them, for ``all``) and keeps that exact set for
+its token (``server.previews``). The confirmation deletes those sessions and nothing else: a session created or
+matched after the preview is never deleted by it, and sessions that vanished meanwhile are reported. Deletion
+goes in chunks of at most 100 ids through the bulk endpoint, never ``all: 1``; a chunk whose outcome is
+uncertain is checked, not sent again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Annotated
 
@@ -17,22 +19,28 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 
 from server.audit import Outcome
-from server.confirmation import ConfirmationError, Target
+from server.confirmation import Claims, ConfirmationError, IssuedToken, Target
 from server.context import AppContext, ToolContext, app_context, client_name
-from server.textmagic import TextMagicError, UncertainOutcome
+from server.ledger import StateUnavailable
+from server.textmagic import TextMagicError
 from server.textmagic.models import MessageSession
 from tools.briefs import brief
 from tools.confirming import (
     NOT_ASKED,
+    Chunked,
     Confirm,
     ConfirmationToken,
     DeleteApproval,
     Refusal,
+    audited,
     can_ask_user,
+    claim,
+    delete_in_chunks,
     gate,
-    look_up,
     question,
     sessions_phrase,
+    still_there,
+    unused,
 )
 from tools.filters import (
     Destinations,
@@ -49,7 +57,6 @@ from tools.render import as_result
 from tools.scan import scan_sessions
 
 MATCHING = "delete_message_sessions_matching"
-CHUNK = 100
 PREVIEW_LIST = 20
 IDS_SHOWN = 100
 
@@ -66,16 +73,18 @@ PREVIEW_UNKNOWN = (
 
 
 @dataclass(frozen=True)
-class MatchingPlan:
-    """What a matching delete asks for and what exists, worked out before anything is deleted."""
+class SetPlan:
+    """What a delete of a previewed set asks for and what exists, worked out before anything is deleted."""
 
+    tool: str
     confirm: bool
     flt: SessionFilter | None = None
-    # The preview: every session matched. The confirmation: those previewed that still exist.
+    # The preview: every session matched. The confirmation: those previewed that are still there.
     sessions: tuple[MessageSession, ...] = ()
     vanished: tuple[int, ...] = ()
     added: int = 0
     scan_note: str | None = None
+    claims: Claims | None = None
     refusal: Refusal | None = None
     ask_human: bool = False
 
@@ -83,12 +92,154 @@ class MatchingPlan:
     def ids(self) -> list[int]:
         return [session.id for session in self.sessions]
 
+    @property
+    def everything(self) -> bool:
+        return self.flt is not None and self.flt.everything
+
     def summary(self) -> str:
         numbers = sum(s.numbers_count or 0 for s in self.sessions)
         price = sum(s.price or 0.0 for s in self.sessions)
+        which = "ALL " if self.everything else ""
+        what = "of the account" if self.everything else f"matching {self.flt.describe() if self.flt else ''}"
         return (
-            f"{sessions_phrase(len(self.sessions))} ({numbers} recipients, {price:.2f} in account currency)"
+            f"{which}{sessions_phrase(len(self.sessions))} {what} ({numbers} recipients, {price:.2f} in account "
+            "currency)"
         )
+
+
+async def plan_set(
+    ctx: ToolContext, tool: str, query: SessionQuery | None, confirm: bool, token: str | None
+) -> SetPlan:
+    """``query``: the filter; None for every session."""
+    app = app_context(ctx)
+    plan = SetPlan(tool=tool, confirm=confirm)
+    if query is not None and not query.narrows:
+        return replace(plan, refusal=Refusal("refused", NO_FILTER))
+    if refusal := gate(ctx, confirm, token):
+        return replace(plan, refusal=refusal)
+    try:
+        flt = (
+            SessionFilter.of(query, app.settings.timezone)
+            if query
+            else SessionFilter.everything_in(app.settings.timezone)
+        )
+    except ToolError as exc:
+        return replace(plan, refusal=Refusal("refused", f"Nothing was deleted. {exc}"))
+    plan = replace(plan, flt=flt)
+    try:
+        if not confirm:
+            scan = await scan_sessions(ctx, flt)
+            return replace(plan, sessions=tuple(scan.sessions), scan_note=scan.reason)
+        assert token is not None, "gate() refuses a confirmation without its token"
+        claims = app.confirmations.open(token, tool)
+        if refusal := await unused(app, claims):
+            return replace(plan, refusal=refusal)
+        previewed = await app.previews.get(claims.nonce)
+        if previewed is None:
+            return replace(plan, refusal=Refusal("refused", PREVIEW_UNKNOWN))
+        app.confirmations.verify(token, tool, Target.matching(flt.digest(), previewed))
+        standing = await still_there(ctx, app, flt, previewed)
+    except ConfirmationError as exc:
+        return replace(plan, refusal=Refusal("refused", f"Nothing was deleted. {exc}"))
+    except (TextMagicError, StateUnavailable) as exc:
+        return replace(plan, refusal=Refusal("failed", f"Nothing was deleted. {exc}"))
+    return replace(
+        plan,
+        sessions=standing.present,
+        vanished=standing.vanished,
+        added=standing.added,
+        claims=claims,
+        ask_human=can_ask_user(ctx) and bool(standing.present),
+    )
+
+
+def ask_set(ctx: ToolContext, plan: SetPlan) -> Elicit[DeleteApproval] | DeleteApproval:
+    return question(ctx, plan.summary(), plan.sessions) if plan.ask_human else NOT_ASKED
+
+
+@dataclass(frozen=True)
+class SetOutcome:
+    """How a delete of a previewed set ended, for each tool to say in its own result."""
+
+    message: str
+    issued: IssuedToken | None = None
+    done: Chunked | None = None
+
+
+async def carry_out_set(
+    ctx: ToolContext, plan: SetPlan, approval: ElicitationResult[DeleteApproval]
+) -> SetOutcome:
+    app = app_context(ctx)
+    client = client_name(ctx)
+
+    def audit(outcome: Outcome, detail: str = "") -> None:
+        where = "all sessions" if plan.everything else f"filter: {plan.flt.describe()}" if plan.flt else ""
+        app.audit.record(
+            tool=plan.tool,
+            outcome=outcome,
+            client=client,
+            ids=plan.ids[:IDS_SHOWN],
+            delete_all=plan.everything,
+            all_sessions_count=len(plan.sessions) if plan.everything else None,
+            detail=f"{where}; {len(plan.sessions)} sessions; {detail}".strip("; "),
+        )
+
+    if plan.refusal:
+        audit(plan.refusal.outcome, plan.refusal.reason)
+        raise ToolError(plan.refusal.reason)
+    if not plan.confirm:
+        return await _preview(app, plan, audit)
+    assert plan.claims is not None, "a confirmed plan holds its token's claims"
+    if not plan.sessions:
+        audit("nothing_to_delete")
+        return SetOutcome("Nothing was deleted: none of the previewed sessions exists any more.")
+    if plan.ask_human and not (isinstance(approval, AcceptedElicitation) and approval.data.confirm):
+        # The person has answered: the token is spent either way.
+        await claim(app, plan.claims)
+        cancelled = isinstance(approval, CancelledElicitation)
+        audit("cancelled" if cancelled else "declined")
+        how = "cancelled the confirmation" if cancelled else "did not approve the delete"
+        return SetOutcome(f"Nothing was deleted: the user {how}. Do not retry unless the user asks again.")
+    if refusal := await claim(app, plan.claims):
+        audit(refusal.outcome, refusal.reason)
+        raise ToolError(refusal.reason)
+    with audited(ctx, plan.tool, plan.ids[:IDS_SHOWN]) as trail:
+        done = await delete_in_chunks(ctx, app, plan.ids)
+        outcome: Outcome = "uncertain" if done.uncertain else "deleted" if done.deleted else "failed"
+        trail.record(outcome, ids=done.deleted[:IDS_SHOWN], detail=done.problem or "")
+    notes = [f"Deleted {sessions_phrase(len(done.deleted))} and all their messages."]
+    if plan.vanished:
+        notes.append(f"{len(plan.vanished)} previewed sessions were already gone.")
+    if plan.added:
+        notes.append(f"{plan.added} sessions that match now but were not previewed were left alone.")
+    if done.uncertain:
+        notes.append(
+            f"The outcome of {len(done.uncertain)} is unknown (the delete was sent, then the connection failed and "
+            "checking failed too): look them up with get_message_session before anything else."
+        )
+    if done.problem:
+        notes.append(f"Stopped: {done.problem}")
+    return SetOutcome(" ".join(notes), done=done)
+
+
+async def _preview(app: AppContext, plan: SetPlan, audit: Callable[[Outcome], None]) -> SetOutcome:
+    if not plan.sessions:
+        audit("nothing_to_delete")
+        what = "The account has no sessions" if plan.everything else "No session matches this filter"
+        return SetOutcome(f"Nothing to delete: {what}.")
+    assert plan.flt is not None
+    issued = app.confirmations.issue(plan.tool, Target.matching(plan.flt.digest(), plan.ids))
+    await app.previews.put(issued.nonce, plan.ids)
+    audit("preview")
+    listed = f" The first {PREVIEW_LIST} are listed." if len(plan.sessions) > PREVIEW_LIST else ""
+    partial = f" Note: the scan {plan.scan_note}." if plan.scan_note else ""
+    again = "all=true" if plan.everything else "the same filter"
+    return SetOutcome(
+        f"Nothing was deleted yet. This would delete {plan.summary()}, with all their messages.{listed}{partial} "
+        f"Show this preview to the user; only after they agree, call {plan.tool} again with {again}, "
+        "confirm=true and this confirmation_token. Sessions that appear after this preview are not deleted by it.",
+        issued=issued,
+    )
 
 
 async def plan_matching(
@@ -101,9 +252,7 @@ async def plan_matching(
     destination: list[str] | None,
     confirm: bool,
     confirmation_token: str | None,
-) -> MatchingPlan:
-    app = app_context(ctx)
-    plan = MatchingPlan(confirm=confirm)
+) -> SetPlan:
     query = SessionQuery.model_validate(
         {
             "since": since,
@@ -114,61 +263,18 @@ async def plan_matching(
             "destination": destination,
         }
     )
-    if not query.narrows:
-        return replace(plan, refusal=Refusal("refused", NO_FILTER))
-    if refusal := gate(ctx, confirm, confirmation_token):
-        return replace(plan, refusal=refusal)
-    try:
-        flt = SessionFilter.of(query, app.settings.timezone)
-    except ToolError as exc:
-        return replace(plan, refusal=Refusal("refused", f"Nothing was deleted. {exc}"))
-    plan = replace(plan, flt=flt)
-    try:
-        if not confirm:
-            scan = await scan_sessions(ctx, flt)
-            return replace(plan, sessions=tuple(scan.sessions), scan_note=scan.reason)
-        assert confirmation_token is not None, "gate() refuses a confirmation without its token"
-        claims = app.confirmations.open(confirmation_token, MATCHING)
-        previewed = app.previews.get(claims.nonce)
-        if previewed is None:
-            return replace(plan, refusal=Refusal("refused", PREVIEW_UNKNOWN))
-        app.confirmations.verify(confirmation_token, MATCHING, Target.matching(flt.digest(), previewed))
-        plan = await _still_there(ctx, app, plan, flt, previewed)
-    except ConfirmationError as exc:
-        return replace(plan, refusal=Refusal("refused", f"Nothing was deleted. {exc}"))
-    except TextMagicError as exc:
-        return replace(plan, refusal=Refusal("failed", f"Nothing was deleted. {exc}"))
-    return replace(plan, ask_human=can_ask_user(ctx) and bool(plan.sessions))
-
-
-async def _still_there(
-    ctx: ToolContext, app: AppContext, plan: MatchingPlan, flt: SessionFilter, previewed: frozenset[int]
-) -> MatchingPlan:
-    """Of the previewed sessions, those that exist now (the filter scanned again, the rest looked up)."""
-    scan = await scan_sessions(ctx, flt)
-    now = {session.id: session for session in scan.sessions}
-    present = [now[i] for i in sorted(previewed, reverse=True) if i in now]
-    unseen = tuple(sorted(i for i in previewed if i not in now))
-    found, vanished = await look_up(ctx, app, unseen) if unseen else ((), ())
-    return replace(
-        plan,
-        sessions=tuple(present) + found,
-        vanished=vanished,
-        added=len(set(now) - previewed),
-    )
+    return await plan_set(ctx, MATCHING, query, confirm, confirmation_token)
 
 
 async def ask_matching(
-    ctx: ToolContext, plan: Annotated[MatchingPlan, Resolve(plan_matching)]
+    ctx: ToolContext, plan: Annotated[SetPlan, Resolve(plan_matching)]
 ) -> Elicit[DeleteApproval] | DeleteApproval:
-    if not plan.ask_human or plan.flt is None:
-        return NOT_ASKED
-    return question(ctx, f"{plan.summary()} matching {plan.flt.describe()}")
+    return ask_set(ctx, plan)
 
 
 async def delete_message_sessions_matching(
     ctx: ToolContext,
-    plan: Annotated[MatchingPlan, Resolve(plan_matching)],
+    plan: Annotated[SetPlan, Resolve(plan_matching)],
     approval: Annotated[ElicitationResult[DeleteApproval], Resolve(ask_matching)],
     since: Since = None,
     until: Until = None,
@@ -185,135 +291,28 @@ async def delete_message_sessions_matching(
     Two calls. Without confirm nothing is deleted: the result previews what would go, with a confirmation_token
     for exactly those. Show it to the user; only after they agree, call again with confirm=true and the token.
     """
-    return as_result(await _carry_out(ctx, plan, approval))
-
-
-async def _carry_out(
-    ctx: ToolContext, plan: MatchingPlan, approval: ElicitationResult[DeleteApproval]
-) -> MatchingDeleteResult:
-    app = app_context(ctx)
-    client = client_name(ctx)
-
-    def audit(outcome: Outcome, ids: list[int] | None = None, detail: str = "") -> None:
-        shown = plan.ids if ids is None else ids
-        where = f"filter: {plan.flt.describe()}; " if plan.flt else ""
-        app.audit.record(
-            tool=MATCHING,
-            outcome=outcome,
-            client=client,
-            ids=shown[:IDS_SHOWN],
-            detail=f"{where}{len(shown)} sessions; {detail}".rstrip("; "),
+    ended = await carry_out_set(ctx, plan, approval)
+    done = ended.done
+    sessions = plan.sessions if not plan.confirm else ()
+    preview = None
+    if not plan.confirm and plan.flt is not None:
+        preview = MatchingPreview(
+            sessions=[brief(s) for s in sessions[:PREVIEW_LIST]],
+            count=len(sessions),
+            recipients=sum(s.numbers_count or 0 for s in sessions),
+            price=round(sum(s.price or 0.0 for s in sessions), 4),
+            filter=plan.flt.describe(),
         )
-
-    if plan.refusal:
-        audit(plan.refusal.outcome, detail=plan.refusal.reason)
-        raise ToolError(plan.refusal.reason)
-    assert plan.flt is not None
-    if not plan.confirm:
-        result = _preview(app, plan, plan.flt)
-        audit("preview" if result.confirmation_token else "nothing_to_delete")
-        return result
-    if not plan.sessions:
-        audit("nothing_to_delete")
-        return MatchingDeleteResult(
-            deleted=False,
+    return as_result(
+        MatchingDeleteResult(
+            deleted=bool(done and done.deleted),
+            message=ended.message,
+            preview=preview,
+            confirmation_token=ended.issued.token if ended.issued else None,
+            expires_at=ended.issued.expires_at.isoformat() if ended.issued else None,
+            deleted_count=len(done.deleted) if done else 0,
+            deleted_ids=done.deleted[:IDS_SHOWN] if done else [],
             vanished_ids=list(plan.vanished[:IDS_SHOWN]),
-            message="Nothing was deleted: none of the previewed sessions exists any more.",
+            uncertain_ids=done.uncertain[:IDS_SHOWN] if done else [],
         )
-    if plan.ask_human and not (isinstance(approval, AcceptedElicitation) and approval.data.confirm):
-        cancelled = isinstance(approval, CancelledElicitation)
-        audit("cancelled" if cancelled else "declined")
-        how = "cancelled the confirmation" if cancelled else "did not approve the delete"
-        return MatchingDeleteResult(
-            deleted=False,
-            message=f"Nothing was deleted: the user {how}. Do not retry unless the user asks again.",
-        )
-    done = await delete_in_chunks(ctx, app, plan.ids)
-    outcome: Outcome = "deleted" if done.deleted else "uncertain" if done.uncertain else "failed"
-    audit(outcome, ids=done.deleted, detail=done.problem or "")
-    notes = [f"Deleted {sessions_phrase(len(done.deleted))} and all their messages."]
-    if plan.vanished:
-        notes.append(f"{len(plan.vanished)} previewed sessions were already gone.")
-    if plan.added:
-        notes.append(f"{plan.added} sessions that match now but were not previewed were left alone.")
-    if done.uncertain:
-        notes.append(
-            f"The outcome of {len(done.uncertain)} is unknown (the delete was sent, then the connection failed and "
-            "checking failed too): look them up with get_message_session before anything else."
-        )
-    if done.problem:
-        notes.append(f"Stopped: {done.problem}")
-    return MatchingDeleteResult(
-        deleted=bool(done.deleted),
-        deleted_count=len(done.deleted),
-        deleted_ids=done.deleted[:IDS_SHOWN],
-        vanished_ids=list(plan.vanished[:IDS_SHOWN]),
-        uncertain_ids=done.uncertain[:IDS_SHOWN],
-        message=" ".join(notes),
     )
-
-
-def _preview(app: AppContext, plan: MatchingPlan, flt: SessionFilter) -> MatchingDeleteResult:
-    sessions = plan.sessions
-    preview = MatchingPreview(
-        sessions=[brief(s) for s in sessions[:PREVIEW_LIST]],
-        count=len(sessions),
-        recipients=sum(s.numbers_count or 0 for s in sessions),
-        price=round(sum(s.price or 0.0 for s in sessions), 4),
-        filter=flt.describe(),
-    )
-    if not sessions:
-        return MatchingDeleteResult(
-            deleted=False, preview=preview, message="Nothing to delete: no session matches this filter."
-        )
-    issued = app.confirmations.issue(MATCHING, Target.matching(flt.digest(), plan.ids))
-    app.previews.put(issued.nonce, plan.ids)
-    listed = f" The first {PREVIEW_LIST} are listed." if len(sessions) > PREVIEW_LIST else ""
-    partial = f" Note: the scan {plan.scan_note}." if plan.scan_note else ""
-    return MatchingDeleteResult(
-        deleted=False,
-        preview=preview,
-        confirmation_token=issued.token,
-        expires_at=issued.expires_at.isoformat(),
-        message=f"Nothing was deleted yet. This would delete {plan.summary()} matching {flt.describe()}, with all "
-        f"their messages.{listed}{partial} Show this preview to the user; only after they agree, call "
-        f"{MATCHING} again with the same filter, confirm=true and this confirmation_token.",
-    )
-
-
-@dataclass
-class Chunked:
-    deleted: list[int]
-    uncertain: list[int]
-    problem: str | None = None
-
-
-async def delete_in_chunks(ctx: ToolContext, app: AppContext, ids: list[int]) -> Chunked:
-    """Delete ``ids`` CHUNK at a time. A chunk that may or may not have been carried out is looked up, never sent
-    again; a definite failure stops the rest."""
-    done = Chunked(deleted=[], uncertain=[])
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        try:
-            await app.textmagic.delete_sessions(chunk)
-        except UncertainOutcome:
-            try:
-                still_there, gone = await look_up(ctx, app, tuple(chunk))
-            except TextMagicError:
-                done.uncertain += chunk
-                done.problem = "TextMagic failed while a delete was under way; nothing more was sent."
-                return done
-            done.deleted += list(gone)
-            if still_there:
-                done.problem = (
-                    f"a delete of {len(chunk)} sessions failed after it was sent; {len(still_there)} are still "
-                    "there. Ask for a new preview to delete them."
-                )
-                return done
-            continue
-        except TextMagicError as exc:
-            done.problem = str(exc)
-            return done
-        done.deleted += chunk
-        await ctx.report_progress(len(done.deleted), len(ids), f"Deleted {len(done.deleted)} of {len(ids)}")
-    return done

@@ -1,6 +1,6 @@
-"""The delete tools by id: one session, or 1 to 100 (or all). Nothing is deleted without a preview, a confirming
-call carrying that preview's token, and, where the client can ask its user, the user's own approval (the
-steps are explained in ``tools.confirming``).
+"""The delete tools by id: one session, or 1 to 100 (or all, which ``tools.cleanup`` carries out as a previewed
+set). Nothing is deleted without a preview, a confirming call carrying that preview's token (once), and, where
+the client can ask its user, the user's own approval (the steps are explained in ``tools.confirming``).
 """
 
 from __future__ import annotations
@@ -11,26 +11,32 @@ from typing import Annotated
 from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, Elicit, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from server.audit import Outcome
-from server.confirmation import ConfirmationError, Target
+from server.confirmation import Claims, ConfirmationError, Target
 from server.context import AppContext, ToolContext, app_context, client_name
+from server.ledger import StateUnavailable
 from server.textmagic import TextMagicError, UncertainOutcome
 from server.textmagic.models import MessageSession
 from tools.briefs import brief
+from tools.cleanup import PREVIEW_LIST, SetPlan, ask_set, carry_out_set, plan_set
 from tools.confirming import (
     NOT_ASKED,
+    Audited,
     Confirm,
     ConfirmationToken,
     DeleteApproval,
     Refusal,
+    audited,
     can_ask_user,
+    claim,
     gate,
     id_list,
     look_up,
     question,
     sessions_phrase,
+    unused,
 )
 from tools.models import MAX_BULK_IDS, DeletePreview, DeleteResult, IdValue, SessionId
 from tools.render import as_result
@@ -40,14 +46,10 @@ BULK = "delete_message_sessions_bulk"
 
 BulkIds = Annotated[
     list[IdValue] | None,
-    Field(
-        min_length=1,
-        max_length=MAX_BULK_IDS,
-        description="Sessions to delete; not with all",
-    ),
+    Field(min_length=1, max_length=MAX_BULK_IDS, description="Sessions to delete; not with all"),
 ]
 DeleteAll = Annotated[
-    bool,
+    StrictBool,
     Field(description="EVERY session of the account; needs TEXTMAGIC_ALLOW_DELETE_ALL=true on the server"),
 ]
 
@@ -62,43 +64,30 @@ class DeletePlan:
     requested: tuple[int, ...] = ()
     sessions: tuple[MessageSession, ...] = ()
     missing: tuple[int, ...] = ()
-    all_count: int | None = None
+    claims: Claims | None = None
     refusal: Refusal | None = None
     ask_human: bool = False
+    # all=true: every session, as a previewed set.
+    everything: SetPlan | None = None
 
     @property
     def present_ids(self) -> list[int]:
         return [session.id for session in self.sessions]
 
-    @property
-    def nothing_to_delete(self) -> bool:
-        return self.all_count == 0 if self.delete_all else not self.sessions
-
-    @property
-    def total_numbers_count(self) -> int:
-        return sum(s.numbers_count or 0 for s in self.sessions)
-
-    @property
-    def total_price(self) -> float:
-        return round(sum(s.price or 0.0 for s in self.sessions), 4)
-
     def preview(self) -> DeletePreview:
-        if self.delete_all:
-            return DeletePreview(all_sessions_count=self.all_count)
         return DeletePreview(
             sessions=[brief(s) for s in self.sessions],
             ids=self.present_ids,
             missing_ids=list(self.missing),
-            total_numbers_count=self.total_numbers_count,
-            total_price=self.total_price,
+            total_numbers_count=sum(s.numbers_count or 0 for s in self.sessions),
+            total_price=round(sum(s.price or 0.0 for s in self.sessions), 4),
         )
 
     def summary(self) -> str:
-        if self.delete_all:
-            return f"ALL {sessions_phrase(self.all_count or 0)} of the account"
+        preview = self.preview()
         return (
-            f"{sessions_phrase(len(self.sessions))} ({self.total_numbers_count} recipients, "
-            f"{self.total_price:.2f} in account currency)"
+            f"{sessions_phrase(len(self.sessions))} ({preview.total_numbers_count} recipients, "
+            f"{preview.total_price:.2f} in account currency)"
         )
 
 
@@ -114,6 +103,10 @@ async def plan_bulk(
         return replace(plan, refusal=Refusal("refused", "Pass either ids or all=true, not both."))
     if not ids and not all:
         return replace(plan, refusal=Refusal("refused", "Pass ids (1 to 100 session ids) or all=true."))
+    if all:
+        if not app_context(ctx).settings.allow_delete_all:
+            return replace(plan, refusal=Refusal("refused", DELETE_ALL_DISABLED))
+        return replace(plan, everything=await plan_set(ctx, BULK, None, confirm, confirmation_token))
     return await _plan(ctx, plan, confirmation_token)
 
 
@@ -126,7 +119,7 @@ async def ask_single(
 async def ask_bulk(
     ctx: ToolContext, plan: Annotated[DeletePlan, Resolve(plan_bulk)]
 ) -> Elicit[DeleteApproval] | DeleteApproval:
-    return _question(ctx, plan)
+    return ask_set(ctx, plan.everything) if plan.everything else _question(ctx, plan)
 
 
 async def delete_message_session(
@@ -160,6 +153,8 @@ async def delete_message_sessions_bulk(
     Two calls. Without confirm nothing is deleted: the result previews what would go, with a confirmation_token.
     Show it to the user; only after they agree, call again with the ids it lists, confirm=true and the token.
     """
+    if plan.everything is not None:
+        return as_result(await _carry_out_all(ctx, plan.everything, approval))
     return as_result(await _carry_out(ctx, plan, approval))
 
 
@@ -167,29 +162,24 @@ async def _plan(ctx: ToolContext, plan: DeletePlan, token: str | None) -> Delete
     app = app_context(ctx)
     if refusal := gate(ctx, plan.confirm, token):
         return replace(plan, refusal=refusal)
-    if plan.delete_all and not app.settings.allow_delete_all:
-        return replace(plan, refusal=Refusal("refused", DELETE_ALL_DISABLED))
     try:
-        if plan.confirm and token and not plan.delete_all:
-            # Checked before any look-up: a forged or stale token costs TextMagic nothing.
-            app.confirmations.verify(token, plan.tool, Target.of_ids(plan.requested))
-        if plan.delete_all:
-            plan = replace(plan, all_count=await app.textmagic.count_sessions())
-            if plan.confirm and token:
-                # Against the live count: the token is void if sessions came or went since the preview.
-                app.confirmations.verify(token, plan.tool, Target.everything(plan.all_count or 0))
-        else:
-            sessions, missing = await look_up(ctx, app, plan.requested)
-            plan = replace(plan, sessions=sessions, missing=missing)
+        if plan.confirm and token:
+            # Checked before any look-up: a forged, stale or spent token costs TextMagic nothing.
+            claims = app.confirmations.verify(token, plan.tool, Target.of_ids(plan.requested))
+            if refusal := await unused(app, claims):
+                return replace(plan, refusal=refusal)
+            plan = replace(plan, claims=claims)
+        sessions, missing = await look_up(ctx, app, plan.requested)
+        plan = replace(plan, sessions=sessions, missing=missing)
     except ConfirmationError as exc:
         return replace(plan, refusal=Refusal("refused", f"Nothing was deleted. {exc}"))
-    except TextMagicError as exc:
+    except (TextMagicError, StateUnavailable) as exc:
         return replace(plan, refusal=Refusal("failed", f"Nothing was deleted. {exc}"))
-    return replace(plan, ask_human=plan.confirm and can_ask_user(ctx) and not plan.nothing_to_delete)
+    return replace(plan, ask_human=plan.confirm and can_ask_user(ctx) and bool(plan.sessions))
 
 
 def _question(ctx: ToolContext, plan: DeletePlan) -> Elicit[DeleteApproval] | DeleteApproval:
-    return question(ctx, plan.summary()) if plan.ask_human else NOT_ASKED
+    return question(ctx, plan.summary(), plan.sessions) if plan.ask_human else NOT_ASKED
 
 
 async def _carry_out(
@@ -198,25 +188,25 @@ async def _carry_out(
     app = app_context(ctx)
     client = client_name(ctx)
 
-    def audit(outcome: Outcome, ids: tuple[int, ...] | list[int] = plan.requested, detail: str = "") -> None:
+    def audit(outcome: Outcome, detail: str = "") -> None:
         app.audit.record(
             tool=plan.tool,
             outcome=outcome,
             client=client,
-            ids=ids,
+            ids=plan.requested,
             delete_all=plan.delete_all,
-            all_sessions_count=plan.all_count,
             detail=detail,
         )
 
     if plan.refusal:
-        audit(plan.refusal.outcome, detail=plan.refusal.reason)
+        audit(plan.refusal.outcome, plan.refusal.reason)
         raise ToolError(plan.refusal.reason)
     if not plan.confirm:
         result = _preview(app, plan)
         audit("preview" if result.confirmation_token else "nothing_to_delete")
         return result
-    if plan.nothing_to_delete:
+    assert plan.claims is not None, "a confirmed plan holds its token's claims"
+    if not plan.sessions:
         audit("nothing_to_delete")
         return DeleteResult(
             deleted=False,
@@ -224,6 +214,8 @@ async def _carry_out(
             message="Nothing was deleted: none of these sessions exists any more.",
         )
     if plan.ask_human and not (isinstance(approval, AcceptedElicitation) and approval.data.confirm):
+        # The person has answered: the token is spent either way.
+        await claim(app, plan.claims)
         cancelled = isinstance(approval, CancelledElicitation)
         audit("cancelled" if cancelled else "declined")
         how = "cancelled the confirmation" if cancelled else "did not approve the delete"
@@ -232,28 +224,23 @@ async def _carry_out(
             preview=plan.preview(),
             message=f"Nothing was deleted: the user {how}. Do not retry unless the user asks again.",
         )
-    try:
-        result, outcome = await _delete(ctx, app, plan)
-    except TextMagicError as exc:
-        audit("failed", detail=str(exc))
-        raise
-    audit(
-        outcome,
-        ids=result.deleted_ids or plan.requested,
-        detail="" if outcome == "deleted" else result.message,
-    )
+    if refusal := await claim(app, plan.claims):
+        audit(refusal.outcome, refusal.reason)
+        raise ToolError(refusal.reason)
+    with audited(ctx, plan.tool, plan.present_ids) as trail:
+        result = await _delete(ctx, app, plan, trail)
     return result
 
 
 def _preview(app: AppContext, plan: DeletePlan) -> DeleteResult:
     preview = plan.preview()
-    if plan.nothing_to_delete:
-        what = "The account has no sessions" if plan.delete_all else "No session exists with these ids"
-        return DeleteResult(deleted=False, preview=preview, message=f"Nothing to delete: {what}.")
-    target = Target.everything(plan.all_count or 0) if plan.delete_all else Target.of_ids(preview.ids)
-    issued = app.confirmations.issue(plan.tool, target)
+    if not plan.sessions:
+        return DeleteResult(
+            deleted=False, preview=preview, message="Nothing to delete: no session exists with these ids."
+        )
+    issued = app.confirmations.issue(plan.tool, Target.of_ids(preview.ids))
     left_out = f" Not found, left out: {id_list(plan.missing)}." if plan.missing else ""
-    repeat = "all=true" if plan.delete_all else "the same id" if plan.tool == SINGLE else f"ids {preview.ids}"
+    repeat = "the same id" if plan.tool == SINGLE else f"ids {preview.ids}"
     return DeleteResult(
         deleted=False,
         preview=preview,
@@ -265,83 +252,92 @@ def _preview(app: AppContext, plan: DeletePlan) -> DeleteResult:
     )
 
 
-async def _delete(ctx: ToolContext, app: AppContext, plan: DeletePlan) -> tuple[DeleteResult, Outcome]:
-    if plan.delete_all:
-        try:
-            await app.textmagic.delete_all_sessions()
-        except UncertainOutcome as exc:
-            return await _check_all_gone(app, plan, exc)
-        return DeleteResult(deleted=True, deleted_all=True, message=f"Deleted {plan.summary()}."), "deleted"
+async def _delete(ctx: ToolContext, app: AppContext, plan: DeletePlan, trail: Audited) -> DeleteResult:
+    """Send the delete and say what it did; ``trail`` records how it ended."""
     ids = plan.present_ids
-    if plan.tool == SINGLE:
-        try:
+    try:
+        if plan.tool == SINGLE:
             await app.textmagic.delete_session(ids[0])
-        except TextMagicError as exc:
-            if exc.status != 404:
-                raise
-            result = DeleteResult(
-                deleted=False,
-                not_found_ids=ids,
-                message=f"Session {ids[0]} no longer exists (deleted meanwhile?); nothing was deleted.",
-            )
-            return result, "nothing_to_delete"
-    else:
-        try:
+        else:
             await app.textmagic.delete_sessions(ids)
-        except UncertainOutcome as exc:
-            return await _check_ids_gone(ctx, app, plan, exc)
+    except UncertainOutcome as failure:
+        return await _check_ids_gone(ctx, app, plan, failure, trail)
+    except TextMagicError as exc:
+        if plan.tool != SINGLE or exc.status != 404:
+            raise
+        trail.record("nothing_to_delete", detail="gone before the delete ran")
+        return DeleteResult(
+            deleted=False,
+            not_found_ids=ids,
+            message=f"Session {ids[0]} no longer exists (deleted meanwhile?); nothing was deleted.",
+        )
+    trail.record("deleted")
     gone = f" Already gone: {id_list(plan.missing)}." if plan.missing else ""
-    result = DeleteResult(
+    return DeleteResult(
         deleted=True,
         deleted_ids=ids,
         not_found_ids=list(plan.missing),
         message=f"Deleted {sessions_phrase(len(ids))} and all their messages: {id_list(ids)}.{gone}",
     )
-    return result, "deleted"
 
 
 async def _check_ids_gone(
-    ctx: ToolContext, app: AppContext, plan: DeletePlan, failure: UncertainOutcome
-) -> tuple[DeleteResult, Outcome]:
-    """The bulk request may or may not have been carried out: look, rather than guess or send it again."""
+    ctx: ToolContext, app: AppContext, plan: DeletePlan, failure: UncertainOutcome, trail: Audited
+) -> DeleteResult:
+    """The delete may or may not have been carried out: look, rather than guess or send it again."""
     try:
         still_there, gone = await look_up(ctx, app, tuple(plan.present_ids))
     except TextMagicError:
-        return _unknown(failure), "uncertain"
+        trail.record("uncertain", detail=str(failure))
+        return DeleteResult(
+            deleted=False,
+            outcome_unknown=True,
+            message=f"{failure} Checking afterwards failed too, so whether the sessions were deleted is unknown. "
+            "Look them up with get_message_session before anything else.",
+        )
     kept = [session.id for session in still_there]
     if not gone:
-        message = f"{failure} Checked afterwards: nothing was deleted. Confirming again with the same token is safe."
-        return DeleteResult(deleted=False, message=message), "failed"
-    rest = f" Still there: {id_list(kept)}; confirm again with the same token to delete them." if kept else ""
-    message = f"{failure} Checked afterwards: deleted {id_list(gone)}.{rest}"
-    return DeleteResult(
-        deleted=True, deleted_ids=list(gone), not_found_ids=list(plan.missing), message=message
-    ), "deleted"
-
-
-async def _check_all_gone(
-    app: AppContext, plan: DeletePlan, failure: UncertainOutcome
-) -> tuple[DeleteResult, Outcome]:
-    try:
-        left = await app.textmagic.count_sessions()
-    except TextMagicError:
-        return _unknown(failure), "uncertain"
-    if left == 0:
+        trail.record("failed", detail=f"{failure} Checked afterwards: nothing was deleted.")
         return DeleteResult(
-            deleted=True, deleted_all=True, message=f"{failure} Checked afterwards: all deleted."
-        ), "deleted"
-    message = (
-        f"{failure} Checked afterwards: {sessions_phrase(left)} still on the account; ask for a new preview."
-    )
-    return DeleteResult(deleted=False, message=message), "failed"
-
-
-def _unknown(failure: UncertainOutcome) -> DeleteResult:
+            deleted=False,
+            message=f"{failure} Checked afterwards: nothing was deleted. To try again, ask for a fresh preview.",
+        )
+    trail.record("deleted", ids=list(gone), detail=f"{failure} Checked afterwards.")
+    rest = f" Still there: {id_list(kept)}; ask for a fresh preview to delete them." if kept else ""
     return DeleteResult(
-        deleted=False,
-        outcome_unknown=True,
-        message=f"{failure} Checking afterwards failed too, so whether the sessions were deleted is unknown. "
-        "Look them up with get_message_session before confirming again.",
+        deleted=True,
+        deleted_ids=list(gone),
+        not_found_ids=list(plan.missing),
+        message=f"{failure} Checked afterwards: deleted {id_list(gone)}.{rest}",
+    )
+
+
+async def _carry_out_all(
+    ctx: ToolContext, plan: SetPlan, approval: ElicitationResult[DeleteApproval]
+) -> DeleteResult:
+    ended = await carry_out_set(ctx, plan, approval)
+    done = ended.done
+    if not plan.confirm:
+        return DeleteResult(
+            deleted=False,
+            preview=DeletePreview(
+                sessions=[brief(s) for s in plan.sessions[:PREVIEW_LIST]],
+                total_numbers_count=sum(s.numbers_count or 0 for s in plan.sessions),
+                total_price=round(sum(s.price or 0.0 for s in plan.sessions), 4),
+                all_sessions_count=len(plan.sessions),
+            ),
+            confirmation_token=ended.issued.token if ended.issued else None,
+            expires_at=ended.issued.expires_at.isoformat() if ended.issued else None,
+            message=ended.message,
+        )
+    deleted = done.deleted if done else []
+    return DeleteResult(
+        deleted=bool(deleted),
+        deleted_ids=deleted,
+        deleted_all=bool(done) and not plan.added and len(deleted) == len(plan.sessions),
+        not_found_ids=list(plan.vanished),
+        outcome_unknown=bool(done and done.uncertain),
+        message=ended.message,
     )
 
 

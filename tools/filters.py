@@ -103,6 +103,15 @@ class SessionFilter:
     destinations: frozenset[str] | None = None
 
     @classmethod
+    def everything_in(cls, zone: str) -> SessionFilter:
+        return cls(zone=zone)
+
+    @property
+    def everything(self) -> bool:
+        narrowed = (self.start, self.end, self.text, self.sources, self.destinations)
+        return all(part is None for part in narrowed)
+
+    @classmethod
     def of(cls, query: SessionQuery, default_zone: str) -> SessionFilter:
         """Raises ToolError, naming the arguments, when ``until`` lies before ``since``."""
         zone = query.timezone or default_zone

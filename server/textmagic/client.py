@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import ssl
+import zlib
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from types import TracebackType
@@ -23,10 +24,11 @@ from server.textmagic.errors import (
     given_up,
     maybe_carried_out,
     status_error,
+    unconfirmed,
     unreadable,
 )
 from server.textmagic.models import MessageSession, MessagesPage, SessionsPage, SessionStat
-from server.textmagic.pacer import RateLimiter
+from server.textmagic.pacer import Pacer
 from server.textmagic.retry import RETRY_STATUSES, RetryPolicy, retry_after_seconds
 from server.textmagic.untrusted import neutralise_json
 
@@ -38,6 +40,11 @@ MAX_CONNECTIONS = 50
 # Model turns take seconds and people pause to read: connections outlive them, so most calls of a
 # conversation skip the TCP and TLS handshakes. A connection TextMagic closed meanwhile is replaced.
 DEFAULT_KEEPALIVE = 120.0
+# Far beyond any page TextMagic sends (100 messages with long texts), far below what memory can hold: an
+# answer larger than this once decompressed is not TextMagic's, and is not read further.
+MAX_ANSWER_BYTES = 8 * 2**20
+# What the client can decompress itself, under that bound.
+_DECOMPRESSORS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 # httpcore2 (under httpx2) traces each step of a request at DEBUG, its SOCKS handshake with the proxy's
 # password in it: none of that reaches this server's log, whatever its level.
@@ -69,7 +76,7 @@ class TextMagicClient:
         username: str,
         api_key: str,
         timeout: float,
-        pacer: RateLimiter,
+        pacer: Pacer,
         retry: RetryPolicy,
         proxy: str | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
@@ -87,7 +94,12 @@ class TextMagicClient:
         credentials = base64.b64encode(f"{username}:{api_key}".encode()).decode("ascii")
         # httpx2.Headers, whose repr masks the Authorization value: the key exists nowhere else here.
         self._headers = httpx2.Headers(
-            {"User-Agent": USER_AGENT, "Accept": "application/json", "Authorization": f"Basic {credentials}"}
+            {
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+                "Accept-Encoding": ", ".join(_DECOMPRESSORS),
+                "Authorization": f"Basic {credentials}",
+            }
         )
         self._http: httpx2.AsyncClient | None = None
 
@@ -106,7 +118,8 @@ class TextMagicClient:
             await self._transport.aclose()
 
     async def list_sessions(self, *, page: int, limit: int) -> SessionsPage:
-        return await self._get("/api/v2/sessions", SessionsPage, params={"page": page, "limit": limit})
+        params = {"page": page, "limit": limit}
+        return await self._get("/api/v2/sessions", SessionsPage, params=params, at_most=limit)
 
     async def count_sessions(self) -> int:
         # TextMagic has no total count; at limit=1 the page count is the number of sessions.
@@ -136,22 +149,26 @@ class TextMagicClient:
         if statuses:
             params["statuses"] = ",".join(statuses)
         return await self._get(
-            f"/api/v2/sessions/{session_id}/messages", MessagesPage, params=params, subject=session_id
+            f"/api/v2/sessions/{session_id}/messages",
+            MessagesPage,
+            params=params,
+            subject=session_id,
+            at_most=limit,
         )
 
     async def delete_session(self, session_id: int) -> None:
-        await self._request("DELETE", f"/api/v2/sessions/{session_id}", subject=session_id)
+        """Raises UncertainOutcome when TextMagic's answer does not confirm the delete."""
+        response = await self._request("DELETE", f"/api/v2/sessions/{session_id}", subject=session_id)
+        _confirmed(response, "DELETE", self.base_url)
 
     async def delete_sessions(self, session_ids: Iterable[int]) -> None:
-        """Raises UncertainOutcome when the request may have been carried out despite the failure."""
+        """Raises UncertainOutcome when the request may have been carried out despite the failure, or when
+        TextMagic's answer does not confirm the delete. Never deletes every session: only ids are sent."""
         body = {"ids": ",".join(str(i) for i in session_ids), "all": 0}
-        await self._request("POST", "/api/v2/sessions/delete", json=body, resend_if_maybe_received=False)
-
-    async def delete_all_sessions(self) -> None:
-        """Raises UncertainOutcome when the request may have been carried out despite the failure."""
-        await self._request(
-            "POST", "/api/v2/sessions/delete", json={"all": 1}, resend_if_maybe_received=False
+        response = await self._request(
+            "POST", "/api/v2/sessions/delete", json=body, resend_if_maybe_received=False
         )
+        _confirmed(response, "POST", self.base_url)
 
     async def _get(
         self,
@@ -160,12 +177,17 @@ class TextMagicClient:
         *,
         params: Mapping[str, Any] | None = None,
         subject: int | None = None,
+        at_most: int | None = None,
     ) -> ModelT:
+        """The answer as ``model``; ``at_most``: the items a page may hold (more are left unread)."""
         response = await self._request("GET", path, params=params, subject=subject)
         try:
             body = json.loads(response.content)
         except ValueError:
             raise unreadable("GET", path, ["body: not JSON"]) from None
+        if at_most is not None and isinstance(body, dict) and isinstance(body.get("resources"), list):
+            # A page longer than asked for is not read past the limit: TextMagic never sends one.
+            body["resources"] = body["resources"][:at_most]
         try:
             return model.model_validate(neutralise_json(body))
         except ValidationError as exc:
@@ -224,11 +246,24 @@ class TextMagicClient:
     async def _attempt(
         self, method: str, path: str, params: Mapping[str, Any] | None, json: Mapping[str, Any] | None
     ) -> httpx2.Response | Failure:
-        """One exchange: TextMagic's final answer, or a Failure to weigh for another try."""
+        """One exchange, under one deadline for all of it (connect, send, receive): TextMagic's final answer, or a
+        Failure to weigh for another try."""
         try:
-            response = await self._connections().request(method, path, params=params, json=json)
+            with anyio.fail_after(self._timeout):
+                response = await self._exchange(method, path, params, json)
+        except TimeoutError:
+            # Whether it left is not known; what may have arrived is treated as arrived.
+            return Failure(reached=True, problem=f"no answer within {self._timeout:g} s (TEXTMAGIC_TIMEOUT)")
         except httpx2.RequestError as exc:
             return self._classify(exc)
+        except _TooLarge:
+            return Failure(
+                reached=True,
+                retryable=False,
+                problem=f"TextMagic at {self.base_url} answered {method} {path} with more than "
+                f"{MAX_ANSWER_BYTES // 2**20} MB once decompressed, which no TextMagic answer is, so it was not "
+                "read further. Check TEXTMAGIC_BASE_URL and any proxy between this server and TextMagic.",
+            )
         if (statuses := _statuses.get()) is not None:
             statuses.append(response.status_code)
         if response.status_code in RETRY_STATUSES:
@@ -239,6 +274,21 @@ class TextMagicClient:
                 retry_after=retry_after_seconds(response.headers.get("retry-after")),
             )
         return response
+
+    async def _exchange(
+        self, method: str, path: str, params: Mapping[str, Any] | None, json: Mapping[str, Any] | None
+    ) -> httpx2.Response:
+        """Send, and read the answer's body, decompressed here so that its size is bounded as it grows."""
+        http = self._connections()
+        response = await http.send(http.build_request(method, path, params=params, json=json), stream=True)
+        try:
+            body = await _bounded_body(response)
+        finally:
+            await response.aclose()
+        headers = [
+            (k, v) for k, v in response.headers.items() if k not in ("content-encoding", "content-length")
+        ]
+        return httpx2.Response(response.status_code, headers=headers, content=body, request=response.request)
 
     def _classify(self, exc: httpx2.RequestError) -> Failure:
         """Whether a failed exchange may have reached TextMagic, and whether trying again can help."""
@@ -287,6 +337,58 @@ class TextMagicClient:
                 trust_env=False,
             )
         return self._http
+
+
+class _TooLarge(Exception):
+    """An answer grew past MAX_ANSWER_BYTES."""
+
+
+async def _bounded_body(response: httpx2.Response) -> bytes:
+    """The body of ``response``, decompressed, at most MAX_ANSWER_BYTES (else _TooLarge): a small answer that
+    inflates to gigabytes stops at the bound, one chunk at a time."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "", *_DECOMPRESSORS):
+        raise httpx2.DecodingError(f"unsupported content encoding {encoding[:20]!r}")
+    inflater = zlib.decompressobj(_DECOMPRESSORS[encoding]) if encoding in _DECOMPRESSORS else None
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        pending = chunk
+        while pending:
+            try:
+                data = inflater.decompress(pending, MAX_ANSWER_BYTES + 1 - size) if inflater else pending
+            except zlib.error as exc:
+                raise httpx2.DecodingError(str(exc)) from None
+            pending = inflater.unconsumed_tail if inflater else b""
+            size += len(data)
+            if size > MAX_ANSWER_BYTES:
+                raise _TooLarge
+            parts.append(data)
+    return b"".join(parts)
+
+
+def _confirmed(response: httpx2.Response, method: str, base_url: str) -> None:
+    """Raise UncertainOutcome unless ``response`` is TextMagic confirming a delete: 204, or 200 with an empty or
+    JSON body (a 404 only reaches here when an earlier attempt deleted it). A redirect, or a web page from a
+    captive portal or a proxy, is not a confirmation."""
+    status = response.status_code
+    if status in (204, 404) or (status == 200 and _empty_or_json(response.content)):
+        return
+    location = response.headers.get("location")
+    what = (
+        f"a redirect ({status}) to another address" if location else f"HTTP {status} with an unexpected body"
+    )
+    raise unconfirmed(method, what, base_url)
+
+
+def _empty_or_json(body: bytes) -> bool:
+    if not body.strip():
+        return True
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
 
 
 def _certificate_refusal(exc: BaseException) -> str | None:

@@ -114,6 +114,14 @@ def maybe_carried_out(failure: Failure, base_url: str) -> UncertainOutcome:
     )
 
 
+def unconfirmed(method: str, what: str, base_url: str) -> UncertainOutcome:
+    return UncertainOutcome(
+        f"TextMagic at {base_url} answered the {method} that deletes with {what}, not a confirmation: something "
+        "between this server and TextMagic (a captive portal, a proxy) may have answered instead, so the delete "
+        "may not have been carried out. It was not sent again."
+    )
+
+
 def unreadable(method: str, path: str, problems: list[str]) -> TextMagicError:
     return TextMagicError(
         f"TextMagic answered {method} {path} with a body this server cannot read (problem at: "

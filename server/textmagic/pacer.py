@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import anyio
 
@@ -11,6 +12,18 @@ import anyio
 JITTER_MARGIN = 0.02
 # Waking at "oldest + window" may land a rounding error short of it; that must count as arrived.
 _SLACK = 1e-6
+
+
+class Pacer(Protocol):
+    async def wait(self) -> None:
+        """Return once a request may start."""
+
+
+def window_of(rate: float) -> tuple[int, float]:
+    """Requests allowed per window, and the window's length in seconds, for ``rate`` requests a second."""
+    # Below one request a second, the window stretches to hold one request.
+    capacity = max(1, int(rate))
+    return capacity, capacity / rate * (1 + JITTER_MARGIN)
 
 
 class RateLimiter:
@@ -27,9 +40,7 @@ class RateLimiter:
         clock: Callable[[], float] = anyio.current_time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
-        # Below one request a second, the window stretches to hold one request.
-        self._capacity = max(1, int(rate))
-        self._window = self._capacity / rate * (1 + JITTER_MARGIN)
+        self._capacity, self._window = window_of(rate)
         self._clock = clock
         self._sleep = sleep
         self._started: deque[float] = deque()
