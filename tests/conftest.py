@@ -12,7 +12,16 @@ from server.app import SessionsServer, build_server
 from server.config import load_settings
 from server.sandbox import Emulator
 from server.textmagic import RetryPolicy
-from tests.helpers import ANCHOR, API_KEY, ERAS, QUICK_RETRY, USERNAME, ServedEmulator, serve_on_loopback
+from tests.helpers import (
+    ANCHOR,
+    API_KEY,
+    ERAS,
+    QUICK_RETRY,
+    USERNAME,
+    ServedEmulator,
+    running_redis,
+    serve_on_loopback,
+)
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +74,20 @@ def make_server(served: ServedEmulator, emulator: Emulator, servers: dict[Any, S
 @pytest.fixture(params=ERAS)
 def era(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port, for the session; yields its URL."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session's Redis, emptied: what one test shares through it, the next does not see."""
+    import redis
+
+    with redis.Redis.from_url(redis_server) as connection:
+        connection.flushall()
+    return redis_server

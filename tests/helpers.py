@@ -6,7 +6,9 @@ Test modules import from here, never from each other; fixtures live in conftest.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -111,13 +113,15 @@ def shell_environment(**extra: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("TEXTMAGIC_")} | extra
 
 
-def textmagic_client(base_url: str, *, retry: RetryPolicy | None = None, **options: Any) -> TextMagicClient:
+def textmagic_client(
+    base_url: str, *, retry: RetryPolicy | None = None, timeout: float = 5, **options: Any
+) -> TextMagicClient:
     """The project's TextMagic client with the test account, quick retries and no practical rate limit."""
     return TextMagicClient(
         base_url=base_url,
         username=USERNAME,
         api_key=API_KEY,
-        timeout=5,
+        timeout=timeout,
         pacer=RateLimiter(1000),
         retry=retry or RetryPolicy(**QUICK_RETRY),
         **options,
@@ -314,6 +318,65 @@ def add_session(
     emulator.data.sessions[session_id] = session
     emulator.data.messages[session_id] = messages
     return session
+
+
+def required_service(name: str, install: str) -> str:
+    """The path of ``name``; the test is skipped with a reason when it is missing, or fails when
+    REQUIRE_TEST_SERVICES=1 (as .ci/run sets it, having installed what the tests need)."""
+    found = shutil.which(name)
+    if found is None:
+        message = f"{name} is not installed ({install}); .ci/run installs it"
+        if os.environ.get("REQUIRE_TEST_SERVICES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running_redis(folder: Path) -> Iterator[str]:
+    """redis-server on loopback, no persistence, until the block ends; its URL once it accepts connections."""
+    binary = required_service("redis-server", "apt-get install redis-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen = []
+    # It says so once it listens: reading that line is the only wait.
+    for line in process.stdout:
+        seen.append(line)
+        if "Ready to accept connections" in line:
+            break
+    else:
+        raise AssertionError("redis-server did not start: " + "".join(seen))
+    threading.Thread(target=process.stdout.read, daemon=True).start()
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def outcome_of(status: str | None) -> str:

@@ -190,6 +190,10 @@ async def carry_out_set(
     if not plan.confirm:
         return await _preview(app, plan, audit)
     assert plan.claims is not None, "a confirmed plan holds its token's claims"
+    # Again here: a concurrent confirmation with the same token may have used it since the plan was made.
+    if refusal := await unused(app, plan.claims):
+        audit(refusal.outcome, refusal.reason)
+        raise ToolError(refusal.reason)
     if not plan.sessions:
         audit("nothing_to_delete")
         return SetOutcome("Nothing was deleted: none of the previewed sessions exists any more.")

@@ -206,6 +206,10 @@ async def _carry_out(
         audit("preview" if result.confirmation_token else "nothing_to_delete")
         return result
     assert plan.claims is not None, "a confirmed plan holds its token's claims"
+    # Again here: a concurrent confirmation with the same token may have used it since the plan was made.
+    if refusal := await unused(app, plan.claims):
+        audit(refusal.outcome, refusal.reason)
+        raise ToolError(refusal.reason)
     if not plan.sessions:
         audit("nothing_to_delete")
         return DeleteResult(
