@@ -194,8 +194,9 @@ class BearerAuth:
 def app_from_environment() -> ASGIApp:
     """For ``uvicorn --factory server.http:app_from_environment --workers N``: the app, configured as the CLI is.
 
-    Each worker is its own process with its own pacer, so N workers should share TextMagic's limit through
-    TEXTMAGIC_RATE_LIMIT (50 / N), and must share TEXTMAGIC_CONFIRMATION_SECRET.
+    Workers must share TEXTMAGIC_CONFIRMATION_SECRET, and TEXTMAGIC_REDIS_URL for used confirmations and the
+    account's rate limit. Pass ``--http server.http:GuardedH11Protocol`` too, so slow clients cannot lock
+    the others out.
     """
     try:
         settings = load_settings(transport="http")
@@ -300,7 +301,8 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def drop(self, why: str) -> None:
-        logger.info("dropped a connection: %s", why)
+        # Debug: under a flood of slow connections, a line for each would flood the log too.
+        logger.debug("dropped a connection: %s", why)
         self._admitted()
         self.transport.close()
 

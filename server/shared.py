@@ -8,6 +8,7 @@ fall back to the process's own pacer.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import urllib.parse
@@ -92,8 +93,8 @@ class Shared:
     def previews(self, ttl_seconds: int) -> RedisPreviews:
         return RedisPreviews(self._redis, ttl_seconds)
 
-    def pacer(self, rate: float, fallback: Pacer) -> RedisPacer:
-        return RedisPacer(self._redis, rate, fallback)
+    def pacer(self, account: str, rate: float, fallback: Pacer) -> RedisPacer:
+        return RedisPacer(self._redis, account, rate, fallback)
 
 
 class RedisLedger:
@@ -128,10 +129,12 @@ class RedisPreviews:
 
 
 class RedisPacer:
-    """The account's rate limit, kept for every replica in one window in Redis."""
+    """The account's rate limit, kept for every replica in one window in Redis (one per account, so servers
+    of other accounts may share the Redis)."""
 
-    def __init__(self, client: Any, rate: float, fallback: Pacer) -> None:
+    def __init__(self, client: Any, account: str, rate: float, fallback: Pacer) -> None:
         self._redis = client
+        self._key = f"{PREFIX}:rate:{hashlib.sha256(account.encode()).hexdigest()[:16]}"
         self._capacity, window = window_of(rate)
         self._window_us = int(window * 1_000_000)
         self._fallback = fallback
@@ -144,7 +147,7 @@ class RedisPacer:
         while True:
             try:
                 wait_us = await self._script(
-                    keys=[f"{PREFIX}:rate"], args=[self._capacity, self._window_us, secrets.token_hex(8)]
+                    keys=[self._key], args=[self._capacity, self._window_us, secrets.token_hex(8)]
                 )
             except redis.RedisError as exc:
                 if not self._warned:

@@ -6,6 +6,7 @@ Test modules import from here, never from each other; fixtures live in conftest.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -219,16 +220,23 @@ class HttpProcess:
     """The installed script serving HTTP in a subprocess; its stderr is collected in the background.
 
     ``serving()`` waits for the server to listen (the constructor does, unless told not to, so that several
-    can start at once).
+    can start at once). ``open_files`` sets the process's file limit, as a small host would.
     """
 
-    def __init__(self, served: ServedEmulator, *, wait: bool = True, **env: str) -> None:
+    def __init__(
+        self, served: ServedEmulator, *, wait: bool = True, open_files: int | None = None, **env: str
+    ) -> None:
+        def limit_open_files() -> None:
+            assert open_files is not None
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
         self.process = subprocess.Popen(
             [console_script(), "--transport", "http", "--port", "0"],
             env=shell_environment(**account_environment(served, TEXTMAGIC_MCP_TOKENS=TOKEN, **env)),
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
+            preexec_fn=limit_open_files if open_files else None,
         )
         self.lines: list[str] = []
         self.url = ""

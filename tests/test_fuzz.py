@@ -71,7 +71,7 @@ def server_for(url: str) -> SessionsServer:
     return _servers[url]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tool=st.sampled_from(sorted(TOOL_NAMES)), args=arguments, era=st.sampled_from(["modern", "legacy"]))
 def test_any_arguments_get_an_answer_never_a_crash(
     served: ServedEmulator, tool: str, args: dict[str, Any], era: str

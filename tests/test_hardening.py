@@ -4,6 +4,7 @@ client, the emulator over HTTP on 127.0.0.1, hostile TextMagics on loopback or b
 from __future__ import annotations
 
 import json
+import socket
 import time
 import tracemalloc
 import zlib
@@ -23,9 +24,12 @@ from server.textmagic import RetryPolicy, TextMagicError
 from tests.helpers import (
     API_KEY,
     USERNAME,
+    HttpProcess,
+    ServedEmulator,
     User,
     connect,
     deletions,
+    mcp_client,
     newest,
     preview_token,
     sent,
@@ -234,6 +238,78 @@ async def test_6_a_drip_fed_answer_ends_at_the_deadline() -> None:
         elapsed = time.perf_counter() - started
         serving.cancel_scope.cancel()
     assert elapsed < 1.5, "each byte came in time; the request as a whole did not"
+
+
+SLOW_CONNECTIONS = 1_100
+MORE_WHILE_CALLING = 400
+CLIENTS = 20
+CALLS_PER_CLIENT = 3
+
+
+async def test_7_clients_are_served_beside_a_thousand_slow_connections(
+    served: ServedEmulator, emulator: Emulator
+) -> None:
+    """Finding 7, and the soak: at a 1,024 file limit, 1,100 connections sending half a header locked every
+    authenticated client out. Now 20 clients get every answer beside them, while more keep coming."""
+    [session_id] = newest(emulator)
+    server = HttpProcess(served, open_files=1024)
+    address = httpx2.URL(server.url)
+    slow: list[socket.socket] = []
+    flooded = anyio.Event()
+    answers: list[bool] = []
+    try:
+        # Bounded in time: on a server that slow connections lock, the clients would wait for ever.
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+
+                async def flood() -> None:
+                    # The clients start once the finding's 1,100 are in; more keep coming while they call.
+                    for n in range(SLOW_CONNECTIONS + MORE_WHILE_CALLING):
+                        slow.append(await _half_a_request(address.host, address.port))
+                        if n + 1 == SLOW_CONNECTIONS:
+                            flooded.set()
+
+                async def client() -> None:
+                    await flooded.wait()
+                    async with mcp_client(server.url) as mcp:
+                        for _ in range(CALLS_PER_CLIENT):
+                            result = await mcp.call_tool("get_message_session", {"id": session_id})
+                            answers.append(
+                                not result.is_error and result.structured_content["id"] == session_id
+                            )
+
+                group.start_soon(flood)
+                for _ in range(CLIENTS):
+                    group.start_soon(client)
+        dropped = sum(_closed_by_peer(sock) for sock in slow)
+    finally:
+        for sock in slow:
+            sock.close()
+        server.stop()
+    assert answers == [True] * (CLIENTS * CALLS_PER_CLIENT)
+    # The slow ones were let in, and the longest waiting dropped once too many waited.
+    assert len(slow) == SLOW_CONNECTIONS + MORE_WHILE_CALLING
+    assert len(slow) - 256 <= dropped < len(slow)
+
+
+async def _half_a_request(host: str, port: int) -> socket.socket:
+    """A connection that sends the start of a request's headers and nothing more."""
+    sock = socket.socket()
+    sock.setblocking(False)
+    sock.connect_ex((host, port))
+    await anyio.wait_writable(sock)
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+    sock.send(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+    return sock
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
 
 
 @pytest.mark.parametrize(

@@ -205,7 +205,9 @@ async def test_concurrent_calls_queue_instead_of_tripping_429(make_server: Any, 
     ids = newest(emulator, 11)
     emulator.limit_rate(10)
     results: list[Any] = []
-    async with connect(make_server(rate_limit=10), "modern") as client, anyio.create_task_group() as group:
+    # Production's backoff: the rare 429 (see below) must be waited out, as it would be.
+    server = make_server(rate_limit=10, retry=RetryPolicy())
+    async with connect(server, "modern") as client, anyio.create_task_group() as group:
         for session_id in ids:
 
             async def one(session_id: int = session_id) -> None:

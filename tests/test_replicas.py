@@ -94,8 +94,8 @@ async def test_a_preview_on_one_replica_is_confirmed_on_another(
 async def test_replicas_keep_the_rate_limit_together(
     served: ServedEmulator, emulator: Emulator, redis_url: str
 ) -> None:
-    # Two replicas at 5 requests/s: 16 calls take three windows of a second, not one and a half.
-    ids = newest(emulator, 16)
+    # Two replicas at 5 requests/s: ten calls take two windows of a second; each pacing alone, one.
+    ids = newest(emulator, 10)
     servers = [replica(served, redis_url, rate_limit=5), replica(served, redis_url, rate_limit=5)]
     results: list[Any] = []
     async with connect(servers[0]) as first, connect(servers[1]) as second:
@@ -108,8 +108,8 @@ async def test_replicas_keep_the_rate_limit_together(
 
                 group.start_soon(stat)
         elapsed = time.perf_counter() - started
-    assert len(results) == 16 and not any(r.is_error for r in results)
-    assert elapsed >= 3.0, f"{elapsed:.2f} s: the replicas paced each on its own"
+    assert len(results) == 10 and not any(r.is_error for r in results)
+    assert elapsed >= 1.0, f"{elapsed:.2f} s: the replicas paced each on its own"
     # Five a window, for both together (each alone would have let five through in the same window).
     arrivals = sorted(r.received_at for r in emulator.requests)
     windows = [sum(1 for t in arrivals if start <= t < start + 0.9) for start in arrivals]
