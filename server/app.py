@@ -279,7 +279,7 @@ def build_server(settings: Settings, *, retry: RetryPolicy | None = None) -> Ses
 
                 shared = await stack.enter_async_context(Shared.connect(redis_url))
                 previews, ledger = shared.previews(settings.confirmation_ttl), shared.ledger
-                paced = shared.pacer(settings.username, settings.rate_limit, fallback=pacer)
+                paced = shared.pacer(settings.username or "", settings.rate_limit, fallback=pacer)
             client = await stack.enter_async_context(
                 TextMagicClient(
                     timeout=settings.timeout,
