@@ -36,6 +36,7 @@ from server.config import ConfigError, Settings, environment_proxy, without_cred
 from server.confirmation import Confirmations
 from server.context import AppContext, client_name
 from server.ledger import Ledger, MemoryLedger
+from server.pictures import picture_extension, picture_meta, unseen_without_apps
 from server.previews import Previews, PreviewStore
 from server.schemas import lean
 from server.textmagic import RateLimiter, RetryPolicy, TextMagicClient, track_statuses
@@ -110,6 +111,7 @@ class SessionsServer(MCPServer[AppContext]):
             title=spec.title,
             description=spec.description,
             annotations=spec.annotations,
+            meta=picture_meta(spec),
         )
 
     def register_resource(self, spec: ResourceSpec) -> None:
@@ -303,6 +305,7 @@ def build_server(settings: Settings, *, retry: RetryPolicy | None = None) -> Ses
                 running.live = None
         logger.info("closed the TextMagic client")
 
+    pictures = picture_extension(served)
     server = SessionsServer(
         f"{NAME} (sandbox)" if settings.sandbox else NAME,
         title="TextMagic message sessions" + (" (SANDBOX, made-up data)" if settings.sandbox else ""),
@@ -311,6 +314,8 @@ def build_server(settings: Settings, *, retry: RetryPolicy | None = None) -> Ses
         lifespan=lifespan,
         audit=audit,
         request_state_security=_request_state_security(settings),
+        extensions=[pictures] if pictures else None,
+        middleware=[unseen_without_apps],
     )
     for spec in served:
         server.register(spec)

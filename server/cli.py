@@ -1,4 +1,5 @@
-"""Command line: serve over stdio (default), list the tools, call one tool, or serve the TextMagic emulator."""
+"""Command line: serve over stdio (default), list the tools, call one tool, write a delivery report (HTML or
+Markdown), or serve the TextMagic emulator."""
 
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
             server.run("stdio")
     elif command == "tools":
         sys.exit(_run(_list_tools(server)))
+    elif command == "report":
+        sys.exit(_run(_report(server, _report_arguments(args), args.html)))
     else:
         sys.exit(_run(_call_tool(server, args.tool, _arguments(args.arguments))))
 
@@ -112,6 +115,32 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument(
         "arguments", nargs="?", default="{}", help="arguments as a JSON object, e.g. '{\"id\": 1}'"
     )
+    report = commands.add_parser(
+        "report",
+        parents=[common],
+        help="write a delivery report (get_delivery_report) as a standalone HTML page or print it as Markdown",
+        description="A delivery report of one session (--id) or of the sessions a filter matches, with "
+        "failures by country and reject reason: for nightly jobs and e-mail.",
+    )
+    scope = report.add_argument_group("what to report on (--id, or any of the filter options)")
+    scope.add_argument("--id", type=int, help="one session")
+    scope.add_argument("--since", help="ISO 8601 date or date-time (a date is that whole day)")
+    scope.add_argument("--until", help="ISO 8601 date (included) or date-time")
+    scope.add_argument("--timezone", help="IANA zone the dates are read in (default TEXTMAGIC_TIMEZONE)")
+    scope.add_argument("--text", help="part of the title, text or referenceId, any case")
+    scope.add_argument("--source", metavar="O,A,M,E,X", help="sources: O web app, A API, M messenger, ...")
+    scope.add_argument("--destination", metavar="t,s,v", help="destinations: t text, s speech, v voice")
+    report.add_argument(
+        "--group-by",
+        metavar="KEY,KEY",
+        default="country,reject_reason",
+        help="rows per country, status, reject_reason, sender, session or day (default country,reject_reason)",
+    )
+    report.add_argument("--failed-limit", type=int, default=100, help="failed messages listed (default 100)")
+    report.add_argument("--include-deleted", action="store_true", help="count deleted messages too")
+    output = report.add_mutually_exclusive_group(required=True)
+    output.add_argument("--html", metavar="FILE", help="write the report view, data inside, to FILE")
+    output.add_argument("--markdown", action="store_true", help="print the report as Markdown")
     emulator = commands.add_parser(
         "emulator", help="serve the TextMagic emulator over HTTP, for tests and demos"
     )
@@ -188,6 +217,51 @@ async def _call_tool(server: SessionsServer, tool: str, arguments: dict[str, Any
         return 1
     output = result.structured_content if result.structured_content is not None else text
     print(json.dumps(output, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _report_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """get_delivery_report's arguments from the report command's options: the tool checks them."""
+    listed = {"source", "destination", "group_by"}
+    names = ("id", "since", "until", "timezone", "text", "source", "destination", "group_by", "failed_limit")
+    arguments: dict[str, Any] = {}
+    for name in names:
+        value = getattr(args, name)
+        if value is not None:
+            arguments[name] = (
+                [part.strip() for part in value.split(",") if part.strip()] if name in listed else value
+            )
+    return arguments | {"include_deleted": args.include_deleted}
+
+
+async def _report(server: SessionsServer, arguments: dict[str, Any], html_file: str | None) -> int:
+    import anyio
+    from mcp import Client
+    from mcp.client.extension import advertise
+    from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
+
+    from tools.markdown import report_markdown
+    from tools.models import DeliveryReport
+    from tools.report_view import standalone_html
+
+    # Asked as a host that shows the view would ask: the result then carries what the picture needs.
+    view = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+    async with Client(server, extensions=[view] if html_file else []) as client:
+        result = await client.call_tool("get_delivery_report", arguments)
+    if result.is_error:
+        text = "\n".join(block.text for block in result.content if block.type == "text")
+        print(f"{PROG}: {text}", file=sys.stderr)
+        return 1
+    if html_file is None:
+        print(report_markdown(DeliveryReport.model_validate(result.structured_content)), end="")
+        return 0
+    page = standalone_html({"structuredContent": result.structured_content, "_meta": result.meta or {}})
+    try:
+        await anyio.Path(html_file).write_text(page, encoding="utf-8")
+    except OSError as exc:
+        print(f"{PROG}: cannot write {html_file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"{PROG}: wrote the report to {html_file}", file=sys.stderr)
     return 0
 
 

@@ -28,7 +28,8 @@ async def test_tool_interface_matches_snapshot() -> None:
             mode="json",
             by_alias=True,
             exclude_none=True,
-            include={"name", "title", "description", "input_schema", "output_schema", "annotations"},
+            # _meta too: a client without MCP Apps gets none (the view's binding is for those with it).
+            include={"name", "title", "description", "input_schema", "output_schema", "annotations", "meta"},
         )
         for tool in tools
     ]

@@ -12,7 +12,7 @@ from tests.helpers import shell_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules that wire the tools into a server: the only ones allowed to import the tools package.
-WIRING = {"server/app.py", "server/http.py", "server/cli.py", "server/__main__.py"}
+WIRING = {"server/app.py", "server/http.py", "server/cli.py", "server/pictures.py", "server/__main__.py"}
 
 
 def imported_modules(path: Path) -> set[str]:

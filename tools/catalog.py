@@ -42,6 +42,8 @@ class ToolSpec:
     annotations: ToolAnnotations
     # How its result's lists read (tools.render), said in its description.
     legend: str | None = None
+    # Hosts that render MCP Apps show its result as the delivery report view (tools.report_view).
+    pictured: bool = False
 
     @property
     def name(self) -> str:
@@ -105,8 +107,8 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(get_message_session, "Get a message session", READ),
     ToolSpec(get_message_session_stat, "Get a session's delivery statistics", READ),
     ToolSpec(get_messages_by_session_id, "Get a session's messages", READ, TABLE_LEGEND),
-    ToolSpec(find_message_sessions, "Find message sessions", READ),
-    ToolSpec(get_delivery_report, "Delivery report", READ),
+    ToolSpec(find_message_sessions, "Find message sessions", READ, pictured=True),
+    ToolSpec(get_delivery_report, "Delivery report", READ, pictured=True),
     ToolSpec(get_failed_recipients, "Failed recipients", READ),
     ToolSpec(delete_message_session, "Delete a message session", DELETE),
     ToolSpec(delete_message_sessions_bulk, "Delete message sessions (bulk or all)", DELETE),

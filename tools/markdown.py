@@ -18,7 +18,7 @@ def report_markdown(report: DeliveryReport) -> str:
             f"{session.numbers_count or 0} recipients."
         )
     else:
-        lines.append(f"# Delivery report: {report.sessions} sessions")
+        lines.append(f"# Delivery report: {report.sessions} session{'' if report.sessions == 1 else 's'}")
         lines.append("")
         lines.append(f"Sessions matching {report.filter}.")
     lines.append("")

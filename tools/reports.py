@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
 
+from mcp.server.apps import client_supports_apps
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
@@ -32,6 +33,7 @@ from tools.filters import (
 from tools.models import MAX_ID, DeliveryReport, FailedMessage, GroupBy, GroupRow, IncludeDeleted
 from tools.outcomes import Counts, bucket
 from tools.render import as_result
+from tools.report_view import PICTURE_FAILED, PICTURE_GROUPS, picture_meta
 from tools.scan import each_message_page, scan_sessions
 
 # Messages one report reads at most (newest sessions first): a thousand pages, twenty seconds at the rate limit.
@@ -162,7 +164,18 @@ async def get_delivery_report(
     query = SessionQuery(
         since=since, until=until, timezone=timezone, text=text, source=source, destination=destination
     )
-    return as_result(await delivery_report(ctx, id, query, group_by or [], failed_limit, include_deleted))
+    asked = list(dict.fromkeys(group_by or []))
+    if not client_supports_apps(ctx):
+        return as_result(await delivery_report(ctx, id, query, asked, failed_limit, include_deleted))
+    # The host shows the report as a picture too: its country and reason breakdowns and a longer failure
+    # list come from the same messages, so they cost no more requests, and go to the view alone.
+    # Several sessions get a row each.
+    each_session: list[GroupBy] = [] if id else ["session"]
+    pictured = list(dict.fromkeys([*asked, *PICTURE_GROUPS, *each_session]))
+    scope, tally = await tally_messages(ctx, id, query, pictured, include_deleted)
+    result = as_result(report_of(scope, tally, asked, failed_limit))
+    result.meta = picture_meta(report_of(scope, tally, pictured, PICTURE_FAILED))
+    return result
 
 
 async def delivery_report(
@@ -173,11 +186,24 @@ async def delivery_report(
     failed_limit: int,
     include_deleted: bool,
 ) -> DeliveryReport:
+    scope, tally = await tally_messages(ctx, id, query, group_by, include_deleted)
+    return report_of(scope, tally, group_by, failed_limit)
+
+
+async def tally_messages(
+    ctx: ToolContext, id: int | None, query: SessionQuery, group_by: list[GroupBy], include_deleted: bool
+) -> tuple[Scope, Tally]:
+    """Every message of the sessions in scope, read and tallied."""
     scope = await scope_of(ctx, id, query)
     tally = Tally(scope.flt, list(dict.fromkeys(group_by)))
     await each_message_page(ctx, scope.sessions, tally.add, include_deleted=include_deleted)
+    return scope, tally
+
+
+def report_of(scope: Scope, tally: Tally, group_by: list[GroupBy], failed_limit: int) -> DeliveryReport:
+    """The report of a tally, with the groups in ``group_by`` (tallied) and the newest ``failed_limit`` failures."""
     failures = sorted(tally.failures, key=lambda f: parse_time(f.time) or _NEVER, reverse=True)
-    groups = {name: tally.rows(name) for name in tally.group_by}
+    groups = {name: tally.rows(name) for name in group_by}
     cut = [name for name, rows in groups.items() if len(rows) > GROUP_ROWS]
     more = []
     if len(failures) > failed_limit:
