@@ -82,7 +82,7 @@ def server_for(url: str) -> SessionsServer:
     return _servers[url]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     script=st.lists(rounds, min_size=1, max_size=6),
     era=st.sampled_from(["modern", "legacy"]),

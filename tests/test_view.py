@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from server.app import build_server
 from server.config import load_settings
 from server.sandbox import Emulator
 from tests.helpers import connect, required_service, run_script, text_of, tm_requests
-from tools.report_view import PICTURE_KEY, VIEW_URI, view_html
+from tools.report_view import PICTURE_KEY, VIEW_URI, standalone_html, view_html
 
 if TYPE_CHECKING:
     # Imported where a browser runs: without Chromium those tests skip, and nothing else needs Playwright.
@@ -106,6 +107,13 @@ async def test_no_view_without_the_tools_it_draws(make_server: Any) -> None:
         capabilities = client.server_capabilities
     assert VIEW_URI not in {resource.uri for resource in resources}
     assert EXTENSION_ID not in (capabilities.extensions or {})
+
+
+def test_the_standalone_page_keeps_hostile_text_inside_its_data() -> None:
+    hostile = "</script><script>alert(1)</script><!--"
+    page = standalone_html({"structuredContent": {"sessions": [{"id": 1, "title": hostile}], "matched": 1}})
+    assert page.count("</script>") == view_html().count("</script>") + 1
+    assert hostile not in page and "\\u003c/script>" in page
 
 
 # In a browser.
@@ -271,24 +279,27 @@ def test_found_sessions_sort_by_their_rate(browser: Browser) -> None:
 
 
 @in_a_browser
-def test_the_report_command_writes_a_page_with_the_same_numbers(
-    browser: Browser, black_friday: tuple[Any, Any], tmp_path: Path
-) -> None:
+def test_the_report_command_writes_a_page_with_the_same_numbers(browser: Browser, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    arguments, result = black_friday
-    outcome = result["_meta"][PICTURE_KEY]["outcome"]
+    today = datetime.now(UTC).date()
+    period = {"since": str(today - timedelta(days=30)), "until": str(today - timedelta(days=8))}
+    [result] = sandbox_results(("get_delivery_report", period))
+    report = result["_meta"][PICTURE_KEY]
     file = tmp_path / "report.html"
-    done = run_script("--sandbox", "report", "--id", str(arguments["id"]), "--html", str(file))
+    done = run_script(
+        "--sandbox", "report", "--since", period["since"], "--until", period["until"], "--html", str(file)
+    )
     assert done.returncode == 0, done.stderr
     with page_of(browser) as (page, watched):
         page.goto(file.as_uri())
-        expect(page.locator("h1")).to_have_text("Black Friday")
-        expect(page.locator('[data-bucket="delivered"] b')).to_have_text(f"{outcome['delivered']:,}")
-        expect(page.locator('[data-bucket="failed"] b')).to_have_text(f"{outcome['failed']:,}")
-        assert page.locator('[data-table="failed recipients"] tbody tr').count() == len(
-            result["_meta"][PICTURE_KEY]["failed"]
+        expect(page.locator("h1")).to_have_text(f"{report['sessions']} sessions")
+        expect(page.locator('[data-bucket="delivered"] b')).to_have_text(
+            f"{report['outcome']['delivered']:,}"
         )
+        expect(page.locator('[data-bucket="failed"] b')).to_have_text(f"{report['outcome']['failed']:,}")
+        # A period: a row for each of its sessions.
+        assert page.locator('[data-table="group-session"] tbody tr').count() == report["sessions"] > 3
     assert watched.problems == [] and watched.requests == [file.as_uri()]
 
 
