@@ -176,10 +176,8 @@ function breakdown(rows, label, name) {
   const widest = Math.max(...rows.map(failures), 1);
   return table(
     [
+      // What matters most first: a narrow view shows it without scrolling.
       { key: "key", label, show: (value) => value ?? "unknown" },
-      { key: "failed", label: "Failed", numeric: true, show: count },
-      { key: "rejected", label: "Rejected", numeric: true, show: count },
-      { key: "total", label: "Messages", numeric: true, show: count, value: totalOf },
       {
         key: "failures",
         label: "Failures",
@@ -188,6 +186,9 @@ function breakdown(rows, label, name) {
         cell: (row) => meter(failures(row) / widest, "failed", count(failures(row))),
       },
       { key: "delivery_rate", label: "Delivery rate", numeric: true, show: percent },
+      { key: "failed", label: "Failed", numeric: true, show: count },
+      { key: "rejected", label: "Rejected", numeric: true, show: count },
+      { key: "total", label: "Messages", numeric: true, show: count, value: totalOf },
     ],
     rows,
     `group-${name}`,
