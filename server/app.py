@@ -36,7 +36,7 @@ from server.config import ConfigError, Settings, environment_proxy, without_cred
 from server.confirmation import Confirmations
 from server.context import AppContext, client_name
 from server.ledger import Ledger, MemoryLedger
-from server.pictures import picture_extension, picture_meta, unseen_without_apps
+from server.pictures import picture_extension, unseen_without_apps, view_binding
 from server.previews import Previews, PreviewStore
 from server.schemas import lean
 from server.textmagic import RateLimiter, RetryPolicy, TextMagicClient, track_statuses
@@ -111,7 +111,7 @@ class SessionsServer(MCPServer[AppContext]):
             title=spec.title,
             description=spec.description,
             annotations=spec.annotations,
-            meta=picture_meta(spec),
+            meta=view_binding(spec),
         )
 
     def register_resource(self, spec: ResourceSpec) -> None:

@@ -35,7 +35,7 @@ def picture_extension(served: Sequence[ToolSpec]) -> Apps | None:
     return apps
 
 
-def picture_meta(spec: ToolSpec) -> dict[str, Any] | None:
+def view_binding(spec: ToolSpec) -> dict[str, Any] | None:
     """The tool's ``_meta``: for a tool the view draws, its binding, as ``Apps.tool`` would stamp it (the tools
     are registered by the server itself, so that they are listed in the catalog's order)."""
     return {"ui": {"resourceUri": VIEW_URI}} if spec.pictured else None
