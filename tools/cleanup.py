@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Annotated
 
-from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, Elicit, ElicitationResult, Resolve
+from mcp.server.mcpserver import Elicit, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 
@@ -34,13 +34,15 @@ from tools.confirming import (
     Refusal,
     audited,
     can_ask_user,
-    claim,
+    declined,
     delete_in_chunks,
     gate,
     question,
     sessions_phrase,
     still_there,
+    still_unused,
     unused,
+    use_up,
 )
 from tools.filters import (
     Destinations,
@@ -190,23 +192,13 @@ async def carry_out_set(
     if not plan.confirm:
         return await _preview(app, plan, audit)
     assert plan.claims is not None, "a confirmed plan holds its token's claims"
-    # Again here: a concurrent confirmation with the same token may have used it since the plan was made.
-    if refusal := await unused(app, plan.claims):
-        audit(refusal.outcome, refusal.reason)
-        raise ToolError(refusal.reason)
+    await still_unused(app, plan.claims, audit)
     if not plan.sessions:
         audit("nothing_to_delete")
         return SetOutcome("Nothing was deleted: none of the previewed sessions exists any more.")
-    if plan.ask_human and not (isinstance(approval, AcceptedElicitation) and approval.data.confirm):
-        # The person has answered: the token is spent either way.
-        await claim(app, plan.claims)
-        cancelled = isinstance(approval, CancelledElicitation)
-        audit("cancelled" if cancelled else "declined")
-        how = "cancelled the confirmation" if cancelled else "did not approve the delete"
-        return SetOutcome(f"Nothing was deleted: the user {how}. Do not retry unless the user asks again.")
-    if refusal := await claim(app, plan.claims):
-        audit(refusal.outcome, refusal.reason)
-        raise ToolError(refusal.reason)
+    if answer := await declined(app, plan.claims, plan.ask_human, approval, audit):
+        return SetOutcome(answer)
+    await use_up(app, plan.claims, audit)
     with audited(ctx, plan.tool, plan.ids[:IDS_SHOWN]) as trail:
         done = await delete_in_chunks(ctx, app, plan.ids)
         outcome: Outcome = "uncertain" if done.uncertain else "deleted" if done.deleted else "failed"

@@ -14,10 +14,11 @@ import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 import anyio
-from mcp.server.mcpserver import Elicit
+from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, Elicit, ElicitationResult
+from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field, StrictBool
 
 from server.audit import Outcome
@@ -88,6 +89,41 @@ async def claim(app: AppContext, claims: Claims) -> Refusal | None:
     except StateUnavailable as exc:
         return Refusal("failed", f"{LEDGER_DOWN} ({exc})")
     return Refusal("refused", ALREADY_USED)
+
+
+class Audit(Protocol):
+    """Writes one audit record of the delete call at hand."""
+
+    def __call__(self, outcome: Outcome, detail: str = "") -> None: ...
+
+
+async def still_unused(app: AppContext, claims: Claims, audit: Audit) -> None:
+    """Again in the body: a concurrent confirmation with the same token may have used it since the plan was
+    made. Raises the refusal for the model."""
+    if refusal := await unused(app, claims):
+        audit(refusal.outcome, refusal.reason)
+        raise ToolError(refusal.reason)
+
+
+async def declined(
+    app: AppContext, claims: Claims, asked: bool, approval: ElicitationResult[DeleteApproval], audit: Audit
+) -> str | None:
+    """When the person was asked and did not approve, what to tell the model; None when the delete may go on.
+    The person has answered: the token is spent either way."""
+    if not asked or (isinstance(approval, AcceptedElicitation) and approval.data.confirm):
+        return None
+    await claim(app, claims)
+    cancelled = isinstance(approval, CancelledElicitation)
+    audit("cancelled" if cancelled else "declined")
+    how = "cancelled the confirmation" if cancelled else "did not approve the delete"
+    return f"Nothing was deleted: the user {how}. Do not retry unless the user asks again."
+
+
+async def use_up(app: AppContext, claims: Claims, audit: Audit) -> None:
+    """Claims the token for this call, or raises the refusal: of concurrent confirmations, one goes on."""
+    if refusal := await claim(app, claims):
+        audit(refusal.outcome, refusal.reason)
+        raise ToolError(refusal.reason)
 
 
 def can_ask_user(ctx: ToolContext) -> bool:

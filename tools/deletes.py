@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Annotated
 
-from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, Elicit, ElicitationResult, Resolve
+from mcp.server.mcpserver import Elicit, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field, StrictBool
@@ -30,13 +30,15 @@ from tools.confirming import (
     Refusal,
     audited,
     can_ask_user,
-    claim,
+    declined,
     gate,
     id_list,
     look_up,
     question,
     sessions_phrase,
+    still_unused,
     unused,
+    use_up,
 )
 from tools.models import MAX_BULK_IDS, DeletePreview, DeleteResult, IdValue, SessionId
 from tools.render import as_result
@@ -206,10 +208,7 @@ async def _carry_out(
         audit("preview" if result.confirmation_token else "nothing_to_delete")
         return result
     assert plan.claims is not None, "a confirmed plan holds its token's claims"
-    # Again here: a concurrent confirmation with the same token may have used it since the plan was made.
-    if refusal := await unused(app, plan.claims):
-        audit(refusal.outcome, refusal.reason)
-        raise ToolError(refusal.reason)
+    await still_unused(app, plan.claims, audit)
     if not plan.sessions:
         audit("nothing_to_delete")
         return DeleteResult(
@@ -217,20 +216,9 @@ async def _carry_out(
             not_found_ids=list(plan.missing),
             message="Nothing was deleted: none of these sessions exists any more.",
         )
-    if plan.ask_human and not (isinstance(approval, AcceptedElicitation) and approval.data.confirm):
-        # The person has answered: the token is spent either way.
-        await claim(app, plan.claims)
-        cancelled = isinstance(approval, CancelledElicitation)
-        audit("cancelled" if cancelled else "declined")
-        how = "cancelled the confirmation" if cancelled else "did not approve the delete"
-        return DeleteResult(
-            deleted=False,
-            preview=plan.preview(),
-            message=f"Nothing was deleted: the user {how}. Do not retry unless the user asks again.",
-        )
-    if refusal := await claim(app, plan.claims):
-        audit(refusal.outcome, refusal.reason)
-        raise ToolError(refusal.reason)
+    if answer := await declined(app, plan.claims, plan.ask_human, approval, audit):
+        return DeleteResult(deleted=False, preview=plan.preview(), message=answer)
+    await use_up(app, plan.claims, audit)
     with audited(ctx, plan.tool, plan.present_ids) as trail:
         result = await _delete(ctx, app, plan, trail)
     return result
