@@ -54,7 +54,11 @@ def main(argv: list[str] | None = None) -> None:
         if settings.transport == "http":
             from server.http import serve_http
 
-            serve_http(server, settings)
+            try:
+                serve_http(server, settings)
+            except ConfigError as exc:
+                print(f"{PROG}: configuration error: {exc}", file=sys.stderr)
+                sys.exit(2)
         else:
             server.run("stdio")
     elif command == "tools":

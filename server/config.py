@@ -105,16 +105,6 @@ class Settings(BaseSettings):
             return names
         return value
 
-    @model_validator(mode="after")
-    def _no_open_http_without_tokens(self) -> Settings:
-        if self.transport == "http" and not self.mcp_tokens and not is_loopback(self.host):
-            raise ValueError(
-                f"refusing to serve HTTP on {self.host} without authentication: anyone who can reach it could "
-                "read and delete this account's sessions. Set TEXTMAGIC_MCP_TOKENS to one or more bearer "
-                "tokens, or bind to 127.0.0.1"
-            )
-        return self
-
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, name: str) -> str:
@@ -189,6 +179,11 @@ class Settings(BaseSettings):
                 "to try the built-in emulator without an account"
             )
         return self
+
+    @property
+    def authenticates(self) -> bool:
+        """Whether HTTP clients must present a credential: what serving beyond loopback requires."""
+        return bool(self.mcp_tokens)
 
     @property
     def api_root(self) -> str:

@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import multiprocessing
+import os
 import resource
+import signal
 import socket
 import sys
 from collections import OrderedDict
@@ -31,7 +34,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from server import __version__
 from server.app import SessionsServer, build_server
-from server.config import ConfigError, Settings, load_settings
+from server.config import ConfigError, Settings, is_loopback, load_settings
 from server.textmagic import TextMagicError
 
 MCP_PATH = "/mcp"
@@ -49,19 +52,24 @@ SHUTDOWN_GRACE_SECONDS = 30
 logger = logging.getLogger(__name__)
 
 
-def http_app(server: SessionsServer, settings: Settings) -> ASGIApp:
-    """The ASGI application serving ``server`` at /mcp, with /healthz and /readyz beside it."""
+def http_app(server: SessionsServer, settings: Settings, *, on_loopback: bool) -> ASGIApp:
+    """The ASGI application serving ``server`` at /mcp, with /healthz and /readyz beside it.
+
+    ``on_loopback``: the server listens on a loopback address only. Only then are loopback names accepted in
+    ``Host`` and ``Origin`` without being listed: on any other address a client could send them to pass as local.
+    """
     tokens = [token.get_secret_value() for token in settings.mcp_tokens]
     readiness = Readiness(server, tokens)
     server.custom_route("/healthz", methods=["GET"])(healthz)
     server.custom_route("/readyz", methods=["GET"])(readiness.endpoint)
+    local_hosts = [*LOOPBACK_HOSTS, *(f"{host}:*" for host in LOOPBACK_HOSTS)] if on_loopback else []
+    local_origins = (
+        [f"http://{host}{port}" for host in LOOPBACK_HOSTS for port in ("", ":*")] if on_loopback else []
+    )
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=[*LOOPBACK_HOSTS, *(f"{host}:*" for host in LOOPBACK_HOSTS), *settings.allowed_hosts],
-        allowed_origins=[
-            *(f"http://{host}{port}" for host in LOOPBACK_HOSTS for port in ("", ":*")),
-            *settings.allowed_origins,
-        ],
+        allowed_hosts=[*local_hosts, *settings.allowed_hosts],
+        allowed_origins=[*local_origins, *settings.allowed_origins],
     )
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
@@ -194,39 +202,75 @@ class BearerAuth:
 def app_from_environment() -> ASGIApp:
     """For ``uvicorn --factory server.http:app_from_environment --workers N``: the app, configured as the CLI is.
 
-    Workers must share TEXTMAGIC_CONFIRMATION_SECRET, and TEXTMAGIC_REDIS_URL for used confirmations and the
-    account's rate limit. Pass ``--http server.http:GuardedH11Protocol`` too, so slow clients cannot lock
-    the others out.
+    A factory cannot see the address uvicorn binds, so it always requires authentication and treats every
+    address as public: loopback names in ``Host`` and ``Origin`` pass only when listed. Workers must share
+    TEXTMAGIC_CONFIRMATION_SECRET, and TEXTMAGIC_REDIS_URL for used confirmations and the account's rate limit.
+    Pass ``--http server.http:GuardedH11Protocol`` too, so slow clients cannot lock the others out.
     """
     try:
         settings = load_settings(transport="http")
+        if not settings.authenticates:
+            raise ConfigError(unauthenticated("the address uvicorn binds (a factory cannot see it)"))
         server = build_server(settings)
     except ConfigError as exc:
+        _stop_the_supervisor()
         # Raised out of a factory, it would reach the user as uvicorn's traceback; the message says it all.
         raise SystemExit(f"textmagic-sessions-mcp: configuration error: {exc}") from None
-    return http_app(server, settings)
+    return http_app(server, settings, on_loopback=False)
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def _stop_the_supervisor() -> None:
+    """Under ``--workers``, stop uvicorn's supervisor too: it would start worker after worker, each refused the
+    same way, while its socket accepts connections that nobody serves."""
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        os.kill(parent.pid, signal.SIGTERM)
+
+
+def unauthenticated(where: str) -> str:
+    return (
+        f"refusing to serve HTTP on {where} without authentication: anyone who can reach it could read and "
+        "delete this account's sessions. Set TEXTMAGIC_MCP_TOKENS to one or more bearer tokens, or serve on "
+        "127.0.0.1 with the textmagic-sessions-mcp command"
+    )
+
+
+def listening_socket(host: str, port: int, *, public: bool = True) -> socket.socket:
     """A bound, listening TCP socket whose connections asyncio will set to TCP_NODELAY.
 
     asyncio disables Nagle's algorithm only on sockets whose protocol is IPPROTO_TCP, and socket() defaults to
     0: without it every small answer waits for the peer's delayed ACK.
+
+    Raises:
+        ConfigError: when ``public`` is false and the address bound (``host`` resolved) is not loopback; the
+            socket is closed before it listens, so nothing could connect.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host.strip("[]"), port))
+    try:
+        sock.bind((host.strip("[]"), port))
+        bound = sock.getsockname()[0]
+        if not public and not is_loopback(bound):
+            raise ConfigError(unauthenticated(f"{bound} (TEXTMAGIC_HOST / --host {host})"))
+    except BaseException:
+        sock.close()
+        raise
     sock.listen(512)
     return sock
 
 
 def serve_http(server: SessionsServer, settings: Settings) -> None:
-    """Serve until SIGTERM or SIGINT; then let calls in flight finish and close the TextMagic client."""
+    """Serve until SIGTERM or SIGINT; then let calls in flight finish and close the TextMagic client.
+
+    Raises:
+        ConfigError: serving without authentication on an address that is not loopback, judged from the
+            address actually bound (a host name resolved), before anything listens.
+    """
     import uvicorn
 
-    app = http_app(server, settings)
-    sock = listening_socket(settings.host, settings.port)
+    sock = listening_socket(settings.host, settings.port, public=settings.authenticates)
+    app = http_app(server, settings, on_loopback=is_loopback(sock.getsockname()[0]))
     family, port = sock.family, sock.getsockname()[1]
     shown_host = f"[{settings.host}]" if family == socket.AF_INET6 else settings.host
     # The socket listens already, so a client that reads this line can connect at once.

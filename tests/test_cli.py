@@ -15,7 +15,16 @@ import pytest
 
 from server.cli import main
 from server.sandbox import Emulator
-from tests.helpers import API_KEY, TOOL_NAMES, USERNAME, ServedEmulator, console_script, newest, run_script
+from tests.helpers import (
+    API_KEY,
+    TOOL_NAMES,
+    USERNAME,
+    ServedEmulator,
+    console_script,
+    newest,
+    run_script,
+    shell_environment,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -148,10 +157,37 @@ def test_read_only_and_tools_flags(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_http_beyond_loopback_needs_tokens(capsys: pytest.CaptureFixture[str]) -> None:
-    # Refused at start: nothing is ever bound to 0.0.0.0 here.
-    code, _, err = cli(capsys, "--sandbox", "--transport", "http", "--host", "0.0.0.0")  # noqa: S104
+    # Judged from the address bound, which is closed again before it listens: nothing ever listens on 0.0.0.0.
+    code, _, err = cli(capsys, "--sandbox", "--transport", "http", "--host", "0.0.0.0", "--port", "0")  # noqa: S104
     assert code == 2
+    assert "refusing to serve HTTP on 0.0.0.0" in err
     assert "TEXTMAGIC_MCP_TOKENS" in err and "Traceback" not in err
+
+
+def test_http_on_a_loopback_name_needs_no_token() -> None:
+    # "localhost" is a name, not an address: what it resolves to, once bound, decides.
+    process = subprocess.Popen(
+        [console_script(), "--sandbox", "--transport", "http", "--host", "localhost", "--port", "0"],
+        env=shell_environment(),
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert "serving MCP at http://localhost:" in line, line
+        listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+        headers = {
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2025-11-25",
+            "Host": "localhost",
+        }
+        answer = httpx2.post(line.split(" at ")[1].strip(), json=listing, headers=headers)
+        assert answer.status_code == 200 and answer.json()["result"]["tools"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def test_the_emulator_plays_a_network_distance() -> None:

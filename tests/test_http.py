@@ -49,7 +49,9 @@ def http_server(served: ServedEmulator, **overrides: Any) -> Iterator[str]:
     """The server's HTTP app under uvicorn on a free loopback port; yields the base URL."""
     defaults = {"username": USERNAME, "api_key": API_KEY, "mcp_tokens": TOKEN}
     settings = load_settings(base_url=served.url, transport="http", **(defaults | overrides))
-    url, server, thread = serve_on_loopback(http_app(build_server(settings), settings), lifespan="on")
+    url, server, thread = serve_on_loopback(
+        http_app(build_server(settings), settings, on_loopback=True), lifespan="on"
+    )
     try:
         yield url
     finally:
@@ -302,19 +304,61 @@ async def test_worker_factory_reads_the_environment(
         "TEXTMAGIC_BASE_URL": served.url,
         "TEXTMAGIC_MCP_TOKENS": TOKEN,
         "TEXTMAGIC_READ_ONLY": "true",
+        # The factory cannot see where uvicorn listens, so it takes no Host for local unless listed.
+        "TEXTMAGIC_ALLOWED_HOSTS": "127.0.0.1:*",
     }.items():
         monkeypatch.setenv(name, value)
     url, server, thread = serve_on_loopback(app_from_environment(), lifespan="on")
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    authorised = JSON_RPC | {"Authorization": f"Bearer {TOKEN}", "MCP-Protocol-Version": "2025-11-25"}
     try:
         async with mcp_client(url) as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
         async with httpx2.AsyncClient() as http:
             unauthorised = await http.post(f"{url}/mcp", json={})
+            posing_as_local = await http.post(
+                f"{url}/mcp", json=listing, headers=authorised | {"Host": "localhost"}
+            )
+            local_origin = await http.post(
+                f"{url}/mcp", json=listing, headers=authorised | {"Origin": "http://localhost:3000"}
+            )
     finally:
         server.should_exit = True
         thread.join(timeout=30)
     assert names == TOOL_NAMES - DELETE_TOOLS
     assert unauthorised.status_code == 401
+    assert (posing_as_local.status_code, local_origin.status_code) == (421, 403)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        # Refused as the app loads, before uvicorn binds: nothing ever listens on 0.0.0.0 here.
+        ["--host", "0.0.0.0"],  # noqa: S104
+        # Each worker is refused, and the supervisor is stopped rather than start worker after worker.
+        ["--workers", "2", "--host", "127.0.0.1"],
+    ],
+)
+def test_worker_factory_never_serves_without_authentication(options: list[str]) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "server.http:app_from_environment",
+            "--port",
+            "0",
+            *options,
+        ],
+        env=shell_environment(TEXTMAGIC_SANDBOX="true"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "configuration error: refusing to serve HTTP" in done.stderr
+    assert "Set TEXTMAGIC_MCP_TOKENS" in done.stderr and "Traceback" not in done.stderr
+    assert "Application startup complete" not in done.stderr
 
 
 def test_worker_factory_with_a_bad_configuration_says_what_to_fix() -> None:
