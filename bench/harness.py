@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import uvicorn
 
-from server.http import listening_socket
+from server.wiring.http import listening_socket
 from server.sandbox import Emulator
 
 # The tests' reader of the table text, from the checkout this runs in.

@@ -1,3 +1,3 @@
-from server.cli import main
+from server.wiring.cli import main
 
 main()

@@ -8,8 +8,8 @@ from urllib.request import getproxies_environment
 
 import pytest
 
-from server.app import SessionsServer, build_server
-from server.config import load_settings
+from server.wiring.app import SessionsServer, build_server
+from server.state.settings import load_settings
 from server.sandbox import Emulator
 from server.textmagic import RetryPolicy
 from tests.helpers import (

@@ -1,4 +1,4 @@
-"""The command line: its parsing and commands in this process, through ``server.cli.main`` as the console script
+"""The command line: its parsing and commands in this process, through ``server.wiring.cli.main`` as the console script
 calls it; the installed script and ``python -m server`` once each, as a user runs them."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from server.cli import main
+from server.wiring.cli import main
 from server.sandbox import Emulator
 from tests.helpers import (
     API_KEY,

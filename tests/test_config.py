@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.config import DEFAULT_BASE_URL, ConfigError, load_settings
+from server.state.settings import DEFAULT_BASE_URL, ConfigError, load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from server.confirmation import ConfirmationError, Confirmations, Target
+from server.state.confirmation import ConfirmationError, Confirmations, Target
 
 ids_sets = st.sets(st.integers(min_value=1, max_value=2**53 - 1), min_size=1, max_size=100)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from server.confirmation import Confirmations, Target
+from server.state.confirmation import Confirmations, Target
 from server.sandbox import Emulator
 from tests.helpers import add_session, connect, deletions, newest, text_of
 

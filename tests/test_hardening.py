@@ -18,7 +18,7 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 from mcp_types import ElicitRequestParams, ElicitResult, Implementation, InputRequiredResult
 
-from server.config import ConfigError, environment_proxy, load_settings
+from server.state.settings import ConfigError, environment_proxy, load_settings
 from server.sandbox import Emulator
 from server.textmagic import RetryPolicy, TextMagicError
 from tests.helpers import (
@@ -146,7 +146,7 @@ async def test_3_refusals_for_bad_arguments_are_audited_and_records_are_bounded_
 def test_4_a_proxy_password_with_a_hash_is_refused_unshown(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from server.cli import main
+    from server.wiring.cli import main
 
     for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)

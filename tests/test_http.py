@@ -16,9 +16,9 @@ import httpx2
 import pytest
 from mcp_types import ElicitRequestParams, ElicitResult, InputRequiredResult
 
-from server.app import build_server
-from server.config import load_settings
-from server.http import http_app
+from server.wiring.app import build_server
+from server.state.settings import load_settings
+from server.wiring.http import http_app
 from server.sandbox import Emulator
 from tests.helpers import (
     API_KEY,
@@ -296,7 +296,7 @@ async def test_sigterm_lets_the_call_in_flight_finish(served: ServedEmulator, em
 async def test_worker_factory_reads_the_environment(
     served: ServedEmulator, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from server.http import app_from_environment
+    from server.wiring.http import app_from_environment
 
     for name, value in {
         "TEXTMAGIC_USERNAME": USERNAME,
@@ -346,7 +346,7 @@ def test_worker_factory_never_serves_without_authentication(options: list[str]) 
             "-m",
             "uvicorn",
             "--factory",
-            "server.http:app_from_environment",
+            "server.wiring.http:app_from_environment",
             "--port",
             "0",
             *options,
@@ -363,7 +363,7 @@ def test_worker_factory_never_serves_without_authentication(options: list[str]) 
 
 def test_worker_factory_with_a_bad_configuration_says_what_to_fix() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "uvicorn", "--factory", "server.http:app_from_environment", "--port", "0"],
+        [sys.executable, "-m", "uvicorn", "--factory", "server.wiring.http:app_from_environment", "--port", "0"],
         env=shell_environment(TEXTMAGIC_USERNAME=USERNAME),
         capture_output=True,
         text=True,

@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from server import __version__
-from server.config import Settings
+from server.state.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))

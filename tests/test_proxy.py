@@ -26,7 +26,7 @@ from mcp_types import CallToolResult
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.config import ConfigError, environment_proxy
+from server.state.settings import ConfigError, environment_proxy
 from server.sandbox import Emulator
 from server.textmagic import RetryPolicy, TextMagicError, UncertainOutcome
 from tests.helpers import (

@@ -12,8 +12,8 @@ from typing import Any
 import anyio
 import pytest
 
-from server.app import SessionsServer, build_server
-from server.config import ConfigError, load_settings
+from server.wiring.app import SessionsServer, build_server
+from server.state.settings import ConfigError, load_settings
 from server.sandbox import Emulator
 from server.textmagic import RetryPolicy
 from tests.helpers import (

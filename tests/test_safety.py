@@ -91,8 +91,8 @@ async def test_delete_all_asks_naming_what_goes(make_server: Any, emulator: Emul
 
 
 async def test_sandbox_question_says_sandbox() -> None:
-    from server.app import build_server
-    from server.config import load_settings
+    from server.wiring.app import build_server
+    from server.state.settings import load_settings
 
     user = User("decline")
     async with connect(
@@ -182,7 +182,7 @@ async def test_every_attempt_is_audited(
 
 
 async def test_unwritable_audit_log_stops_the_server(make_server: Any, tmp_path: Path) -> None:
-    from server.config import ConfigError
+    from server.state.settings import ConfigError
 
     with pytest.raises(ConfigError, match="TEXTMAGIC_AUDIT_LOG"):
         make_server(audit_log=str(tmp_path / "missing-folder" / "audit.jsonl"))
@@ -220,7 +220,7 @@ async def test_read_only_refusals_are_audited(make_server: Any, emulator: Emulat
 
 
 def test_unknown_tool_name_fails_at_start(make_server: Any) -> None:
-    from server.config import ConfigError
+    from server.state.settings import ConfigError
 
     with pytest.raises(ConfigError, match="TEXTMAGIC_TOOLS: unknown tool 'delete_everything'"):
         make_server(tools="get_message_session,delete_everything")

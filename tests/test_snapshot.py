@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from server.app import build_server
-from server.config import load_settings
+from server.wiring.app import build_server
+from server.state.settings import load_settings
 
 pytestmark = pytest.mark.anyio
 

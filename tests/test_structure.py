@@ -1,5 +1,5 @@
 """The code's shape, as users and maintainers rely on it: a start that loads only what it uses, and layers that
-point one way (the TextMagic client at the bottom, the tools above it, the app wiring on top)."""
+point one way, checked for every module from one table."""
 
 from __future__ import annotations
 
@@ -8,11 +8,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import shell_environment
 
 ROOT = Path(__file__).resolve().parents[1]
-# Modules that wire the tools into a server: the only ones allowed to import the tools package.
-WIRING = {"server/app.py", "server/http.py", "server/cli.py", "server/pictures.py", "server/__main__.py"}
+# Each layer, bottom first, and what of ours it may import besides itself. The root package ``server`` (its
+# version) may be imported from anywhere.
+LAYERS: dict[str, set[str]] = {
+    "server.textmagic": set(),
+    "server.sandbox": set(),
+    "server.state": {"server.textmagic"},
+    "tools": {"server.state", "server.textmagic"},
+    "server.wiring": {"server.state", "server.textmagic", "server.sandbox", "tools"},
+}
+# The packages of the SDK that only the MCP layers use: the client at the bottom knows nothing of MCP.
+MCP = ("mcp", "mcp_types")
+
+
+def layer_of(module: str) -> str | None:
+    return next((layer for layer in LAYERS if module == layer or module.startswith(layer + ".")), None)
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -26,24 +41,33 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_only_the_wiring_imports_the_tools() -> None:
-    offenders = {
-        str(path.relative_to(ROOT)): sorted(n for n in imported_modules(path) if n.split(".")[0] == "tools")
-        for path in (ROOT / "server").rglob("*.py")
-        if str(path.relative_to(ROOT)) not in WIRING
-    }
-    assert {module: names for module, names in offenders.items() if names} == {}
+def modules() -> list[tuple[str, Path]]:
+    found = []
+    for package in ("server", "tools"):
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            found.append((name, path))
+    return found
 
 
-def test_the_textmagic_client_knows_nothing_above_it() -> None:
-    allowed = {"server", "server.config"}
-    for path in (ROOT / "server" / "textmagic").rglob("*.py"):
-        ours = {
-            n for n in imported_modules(path) if n.split(".")[0] in ("server", "tools", "mcp", "mcp_types")
-        }
-        assert {n for n in ours if n not in allowed and not n.startswith("server.textmagic")} == set(), (
-            path.name
-        )
+def test_every_module_stands_in_a_layer() -> None:
+    # Besides the layers, only the root package (its version) and ``python -m server``, which runs the wiring.
+    assert {name for name, _ in modules() if layer_of(name) is None} == {"server", "server.__main__"}
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_each_layer_imports_only_what_lies_below_it(layer: str) -> None:
+    allowed = LAYERS[layer] | {layer}
+    wrong = {}
+    for name, path in modules():
+        if layer_of(name) != layer:
+            continue
+        ours = {m for m in imported_modules(path) if m.split(".")[0] in ("server", "tools") and m != "server"}
+        mcp = {m for m in imported_modules(path) if m.split(".")[0] in MCP}
+        beyond = {m for m in ours if layer_of(m) not in allowed} | (mcp if layer == "server.textmagic" else set())
+        if beyond:
+            wrong[name] = sorted(beyond)
+    assert wrong == {}
 
 
 def test_a_server_on_an_account_starts_without_the_sandbox_the_http_transport_or_httpcore2() -> None:
@@ -51,10 +75,10 @@ def test_a_server_on_an_account_starts_without_the_sandbox_the_http_transport_or
     # because clients spawn the server at launch and wait for it. httpcore2 comes with the first request.
     program = """
 import sys
-from server.cli import _build
-from server.config import load_settings
+from server.state.settings import load_settings
+from server.wiring.cli import _build
 _build(load_settings(username="u", api_key="k"))
-print(sorted(m for m in sys.modules if m.startswith(("server.sandbox", "server.http", "httpcore2"))))
+print(sorted(m for m in sys.modules if m.startswith(("server.sandbox", "server.wiring.http", "httpcore2"))))
 """
     done = subprocess.run(
         [sys.executable, "-c", program],

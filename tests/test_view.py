@@ -22,11 +22,11 @@ from mcp import Client
 from mcp.client.extension import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 
-from server.app import build_server
-from server.config import load_settings
+from server.wiring.app import build_server
+from server.state.settings import load_settings
 from server.sandbox import Emulator
 from tests.helpers import connect, required_service, run_script, text_of, tm_requests
-from tools.report_view import PICTURE_KEY, VIEW_URI, standalone_html, view_html
+from tools.view import VIEW_KEY, VIEW_URI, standalone_html, view_html
 
 if TYPE_CHECKING:
     # Imported where a browser runs: without Chromium those tests skip, and nothing else needs Playwright.
@@ -68,7 +68,7 @@ async def test_the_view_is_served_and_bound_for_clients_with_apps(make_server: A
     assert (content.mime_type, content.meta) == (APP_MIME_TYPE, {"ui": {"csp": {}}})
     page = getattr(content, "text", "")
     assert page == view_html() and len(page.encode()) <= 300 * 1024
-    assert f'data-picture-key="{PICTURE_KEY}"' in page and "Outcomes: delivered d;" in page
+    assert f'data-view-key="{VIEW_KEY}"' in page and "Outcomes: delivered d;" in page
 
 
 @pytest.mark.anyio
@@ -92,9 +92,9 @@ async def test_a_client_without_apps_sees_what_it_saw_before(
     assert VIEW_URI not in {resource.uri for resource in plain_resources}
     # The model's answer is the same either way; only the view gets more, from the same requests.
     assert (answer.structured_content, text_of(answer)) == (drawn.structured_content, text_of(drawn))
-    assert PICTURE_KEY not in (answer.meta or {})
+    assert VIEW_KEY not in (answer.meta or {})
     assert after - between == between - before
-    picture = (drawn.meta or {})[PICTURE_KEY]
+    picture = (drawn.meta or {})[VIEW_KEY]
     assert picture["outcome"] == drawn.structured_content["outcome"]
     assert {"country", "reject_reason"} <= picture["groups"].keys()
     assert len(picture["failed"]) == min(500, picture["failed_count"]) > 20
@@ -201,7 +201,7 @@ def test_the_view_in_a_host_shows_the_report(browser: Browser, black_friday: tup
     from playwright.sync_api import expect
 
     arguments, result = black_friday
-    report = result["_meta"][PICTURE_KEY]
+    report = result["_meta"][VIEW_KEY]
     outcome = report["outcome"]
     first_failed = report["failed"][0]["number"]
     with page_of(browser, height=1150) as (page, watched):
@@ -285,7 +285,7 @@ def test_the_report_command_writes_a_page_with_the_same_numbers(browser: Browser
     today = datetime.now(UTC).date()
     period = {"since": str(today - timedelta(days=30)), "until": str(today - timedelta(days=8))}
     [result] = sandbox_results(("get_delivery_report", period))
-    report = result["_meta"][PICTURE_KEY]
+    report = result["_meta"][VIEW_KEY]
     file = tmp_path / "report.html"
     done = run_script(
         "--sandbox", "report", "--since", period["since"], "--until", period["until"], "--html", str(file)

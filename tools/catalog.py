@@ -1,5 +1,5 @@
 """What the server offers: the tools with their titles and honest annotations (in the order they are listed), the
-resources beside them, and the prompts. The app wiring registers them."""
+resources beside them, the prompts, and which of them a server's settings serve. The wiring registers them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 
+from server.state.settings import ConfigError, Settings
 from server.textmagic import TextMagicError
 from tools.cleanup import delete_message_sessions_matching
 from tools.deletes import delete_message_session, delete_message_sessions_bulk
@@ -27,6 +29,7 @@ from tools.sessions import (
     get_message_session_stat,
     get_messages_by_session_id,
 )
+from tools.view import BINDING
 
 # Every tool talks to TextMagic, an external service: open world.
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=True)
@@ -42,8 +45,8 @@ class ToolSpec:
     annotations: ToolAnnotations
     # How its result's lists read (tools.render), said in its description.
     legend: str | None = None
-    # Hosts that render MCP Apps show its result as the delivery report view (tools.report_view).
-    pictured: bool = False
+    # Hosts that render MCP Apps show its result as the delivery report view (tools.view).
+    viewed: bool = False
 
     @property
     def name(self) -> str:
@@ -55,10 +58,17 @@ class ToolSpec:
         paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(self.fn.__doc__ or "").split("\n\n")]
         return "\n".join([*paragraphs, self.legend] if self.legend else paragraphs)
 
-    @property
-    def handler(self) -> Callable[..., Awaitable[Any]]:
-        """The tool function as registered: TextMagic's failures become text for the model to act on."""
-        return _explained(self.fn, ToolError)
+    def tool(self) -> Tool:
+        """The tool as the SDK serves it, its schemas derived from the function's signature: TextMagic's failures
+        become text for the model to act on."""
+        return Tool.from_function(
+            _explained(self.fn, ToolError),
+            name=self.name,
+            title=self.title,
+            description=self.description,
+            annotations=self.annotations,
+            meta=BINDING if self.viewed else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -107,8 +117,8 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(get_message_session, "Get a message session", READ),
     ToolSpec(get_message_session_stat, "Get a session's delivery statistics", READ),
     ToolSpec(get_messages_by_session_id, "Get a session's messages", READ, TABLE_LEGEND),
-    ToolSpec(find_message_sessions, "Find message sessions", READ, pictured=True),
-    ToolSpec(get_delivery_report, "Delivery report", READ, pictured=True),
+    ToolSpec(find_message_sessions, "Find message sessions", READ, viewed=True),
+    ToolSpec(get_delivery_report, "Delivery report", READ, viewed=True),
     ToolSpec(get_failed_recipients, "Failed recipients", READ),
     ToolSpec(delete_message_session, "Delete a message session", DELETE),
     ToolSpec(delete_message_sessions_bulk, "Delete message sessions (bulk or all)", DELETE),
@@ -127,3 +137,35 @@ PROMPTS: tuple[PromptSpec, ...] = (
         cleanup_sessions, "Clean out sessions, with a preview first", "delete_message_sessions_matching"
     ),
 )
+
+
+def select_tools(settings: Settings) -> tuple[list[ToolSpec], dict[str, str]]:
+    """The tools ``settings`` serve, and for each tool left out the reason a call to it gets.
+
+    Raises:
+        ConfigError: for a name in TEXTMAGIC_TOOLS that is no tool's.
+    """
+    known = [spec.name for spec in TOOLS]
+    if settings.tools is not None:
+        unknown = [name for name in settings.tools if name not in known]
+        if unknown:
+            raise ConfigError(
+                f"TEXTMAGIC_TOOLS: unknown tool {', '.join(map(repr, unknown))}; the tools are {', '.join(known)}"
+            )
+    served: list[ToolSpec] = []
+    refusals: dict[str, str] = {}
+    for spec in TOOLS:
+        if settings.read_only and spec.annotations.destructive_hint:
+            refusals[spec.name] = (
+                f"{spec.name} is disabled: this server is read-only (TEXTMAGIC_READ_ONLY / --read-only). "
+                "Nothing was deleted."
+            )
+        elif settings.tools is not None and spec.name not in settings.tools:
+            refusals[spec.name] = f"{spec.name} is not enabled on this server (TEXTMAGIC_TOOLS / --tools)."
+        else:
+            served.append(spec)
+    return served, refusals
+
+
+def destructive(name: str) -> bool:
+    return any(spec.name == name and spec.annotations.destructive_hint for spec in TOOLS)

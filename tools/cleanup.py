@@ -2,7 +2,7 @@
 sessions", "everything before May"), and ``delete_message_sessions_bulk`` with ``all``.
 
 The preview scans for the sessions the filter matches (all of them, for ``all``) and keeps that exact set for
-its token (``server.previews``). The confirmation deletes those sessions and nothing else: a session created or
+its token (``server.state.previews``). The confirmation deletes those sessions and nothing else: a session created or
 matched after the preview is never deleted by it, and sessions that vanished meanwhile are reported. Deletion
 goes in chunks of at most 100 ids through the bulk endpoint, never ``all: 1``; a chunk whose outcome is
 uncertain is checked, not sent again.
@@ -18,10 +18,10 @@ from mcp.server.mcpserver import Elicit, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 
-from server.audit import Outcome
-from server.confirmation import Claims, ConfirmationError, IssuedToken, Target
-from server.context import AppContext, ToolContext, app_context, client_name
-from server.ledger import StateUnavailable
+from server.state.audit import Outcome
+from server.state.confirmation import Claims, ConfirmationError, IssuedToken, Target
+from server.state.context import AppContext, ToolContext, app_context, client_name
+from server.state.ledger import StateUnavailable
 from server.textmagic import TextMagicError
 from server.textmagic.models import MessageSession
 from tools.briefs import brief

@@ -21,10 +21,10 @@ from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, Elic
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field, StrictBool
 
-from server.audit import Outcome
-from server.confirmation import Claims
-from server.context import AppContext, ToolContext, app_context, client_name
-from server.ledger import StateUnavailable
+from server.state.audit import Outcome
+from server.state.confirmation import Claims
+from server.state.context import AppContext, ToolContext, app_context, client_name
+from server.state.ledger import StateUnavailable
 from server.textmagic import TextMagicError, UncertainOutcome
 from server.textmagic.models import MessageSession
 from tools.filters import SessionFilter

@@ -13,10 +13,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field, StrictBool
 
-from server.audit import Outcome
-from server.confirmation import Claims, ConfirmationError, Target
-from server.context import AppContext, ToolContext, app_context, client_name
-from server.ledger import StateUnavailable
+from server.state.audit import Outcome
+from server.state.confirmation import Claims, ConfirmationError, Target
+from server.state.context import AppContext, ToolContext, app_context, client_name
+from server.state.ledger import StateUnavailable
 from server.textmagic import TextMagicError, UncertainOutcome
 from server.textmagic.models import MessageSession
 from tools.briefs import brief

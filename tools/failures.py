@@ -17,7 +17,7 @@ from mcp.shared.uri_template import UriTemplate
 from mcp_types import CallToolResult, ResourceLink
 from pydantic import Field, ValidationError
 
-from server.context import ToolContext, app_context
+from server.state.context import ToolContext, app_context
 from server.textmagic.models import MessageOut, MessageSession, parse_time
 from tools.filters import Destinations, SessionQuery, Since, Sources, TextFilter, TimeZone, Until
 from tools.models import FailedRecipient, FailedRecipients

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import AfterValidator, BaseModel, Field
 
-from server.config import known_timezone
+from server.state.settings import known_timezone
 from server.textmagic.models import MessageSession, parse_time
 
 

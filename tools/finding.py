@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from server.context import ToolContext, app_context
+from server.state.context import ToolContext, app_context
 from server.textmagic.models import MessageSession, parse_time
 from tools.briefs import session_brief
 from tools.filters import (

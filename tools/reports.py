@@ -17,7 +17,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from server.context import ToolContext, app_context
+from server.state.context import ToolContext, app_context
 from server.textmagic.models import MessageOut, MessageSession, parse_time
 from tools.briefs import brief
 from tools.filters import (
@@ -33,7 +33,7 @@ from tools.filters import (
 from tools.models import MAX_ID, DeliveryReport, FailedMessage, GroupBy, GroupRow, IncludeDeleted
 from tools.outcomes import Counts, bucket
 from tools.render import as_result
-from tools.report_view import PICTURE_FAILED, PICTURE_GROUPS, picture_meta
+from tools.view import VIEW_FAILED, VIEW_GROUPS, view_meta
 from tools.scan import each_message_page, scan_sessions
 
 # Messages one report reads at most (newest sessions first): a thousand pages, twenty seconds at the rate limit.
@@ -171,10 +171,10 @@ async def get_delivery_report(
     # list come from the same messages, so they cost no more requests, and go to the view alone.
     # Several sessions get a row each.
     each_session: list[GroupBy] = [] if id else ["session"]
-    pictured = list(dict.fromkeys([*asked, *PICTURE_GROUPS, *each_session]))
+    pictured = list(dict.fromkeys([*asked, *VIEW_GROUPS, *each_session]))
     scope, tally = await tally_messages(ctx, id, query, pictured, include_deleted)
     result = as_result(report_of(scope, tally, asked, failed_limit))
-    result.meta = picture_meta(report_of(scope, tally, pictured, PICTURE_FAILED))
+    result.meta = view_meta(report_of(scope, tally, pictured, VIEW_FAILED))
     return result
 
 

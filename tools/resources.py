@@ -8,7 +8,7 @@ import json
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp_types import Completion
 
-from server.context import AppContext, ToolContext, app_context
+from server.state.context import AppContext, ToolContext, app_context
 from server.textmagic.models import MessageSession
 from tools.filters import SessionQuery
 from tools.finding import session_counts

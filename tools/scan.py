@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 import anyio
 import anyio.abc
 
-from server.context import ToolContext, app_context
+from server.state.context import ToolContext, app_context
 from server.textmagic import TextMagicError
 from server.textmagic.models import MessageOut, MessageSession, SessionsPage
 from tools.filters import SessionFilter

@@ -7,7 +7,7 @@ from typing import Annotated
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from server.context import ToolContext, app_context
+from server.state.context import ToolContext, app_context
 from server.textmagic.models import DeliveryStatus, MessageSession, MessagesPage, SessionsPage, SessionStat
 from tools.models import IncludeDeleted, Limit, Page, SessionId
 from tools.render import as_result

@@ -1,4 +1,4 @@
-// Builds the delivery report view into one self-contained HTML document: tools/report_view.html.
+// Builds the delivery report view into one self-contained HTML document: tools/view.html (see tools/view.py).
 //
 //   cd view && npm ci && npm run build
 //
@@ -11,7 +11,7 @@ import { transform } from "esbuild";
 import { rollup } from "rollup";
 
 const here = (path) => new URL(path, import.meta.url);
-const OUTPUT = here("../tools/report_view.html");
+const OUTPUT = here("../tools/view.html");
 // The bound for a view a host loads with every report.
 const MAX_BYTES = 300 * 1024;
 

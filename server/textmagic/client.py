@@ -18,7 +18,6 @@ import httpx2
 from pydantic import BaseModel, ValidationError
 
 from server import __version__
-from server.config import without_credentials
 from server.textmagic.errors import (
     Failure,
     given_up,
@@ -31,6 +30,7 @@ from server.textmagic.models import MessageSession, MessagesPage, SessionsPage, 
 from server.textmagic.pacer import Pacer
 from server.textmagic.retry import RETRY_STATUSES, RetryPolicy, retry_after_seconds
 from server.textmagic.untrusted import neutralise_json
+from server.textmagic.urls import without_credentials
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

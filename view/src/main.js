@@ -7,7 +7,7 @@ const BUCKETS = ["delivered", "failed", "rejected", "pending", "other"];
 const COUNTRY_ROWS = 15;
 const root = document.getElementById("report");
 // Where a view-capable host finds the fuller report in the result's _meta (set by tools/report_view.py).
-const pictureKey = document.body.dataset.pictureKey;
+const viewKey = document.body.dataset.viewKey;
 const number = new Intl.NumberFormat("en");
 
 // Text goes in as text nodes only: session texts, names and reasons come from third parties.
@@ -34,7 +34,7 @@ const failures = (row) => (row.failed || 0) + (row.rejected || 0);
 const totalOf = (row) => BUCKETS.reduce((sum, bucket) => sum + (row[bucket] || 0), 0);
 
 function show(result) {
-  const data = result?._meta?.[pictureKey] ?? result?.structuredContent;
+  const data = result?._meta?.[viewKey] ?? result?.structuredContent;
   root.replaceChildren();
   if (result?.isError) {
     root.append(h("p", { role: "alert" }, textOf(result) || "The tool failed."));

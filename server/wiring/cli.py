@@ -10,10 +10,10 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from server import __version__
-from server.config import ConfigError, Settings, load_settings
+from server.state.settings import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
-    from server.app import SessionsServer
+    from server.wiring.app import SessionsServer
 
 PROG = "textmagic-sessions-mcp"
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     if command == "serve":
         if settings.transport == "http":
-            from server.http import serve_http
+            from server.wiring.http import serve_http
 
             try:
                 serve_http(server, settings)
@@ -162,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _build(settings: Settings) -> SessionsServer:
-    from server.app import build_server
+    from server.wiring.app import build_server
 
     return build_server(settings)
 
@@ -243,10 +243,10 @@ async def _report(server: SessionsServer, arguments: dict[str, Any], html_file: 
     from mcp import Client
     from mcp.client.extension import advertise
     from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
+    from tools.view import standalone_html
 
     from tools.markdown import report_markdown
     from tools.models import DeliveryReport
-    from tools.report_view import standalone_html
 
     # Asked as a host that shows the view would ask: the result then carries what the picture needs.
     view = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
@@ -290,8 +290,8 @@ def _describe_type(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
 def _serve_emulator(host: str, port: int, seed: int, latency_ms: float) -> None:
     import uvicorn
 
-    from server.http import listening_socket
     from server.sandbox import SANDBOX_API_KEY, SANDBOX_USERNAME, Emulator
+    from server.wiring.http import listening_socket
 
     emulator = Emulator(seed=seed)
     emulator.latency = latency_ms / 1000

@@ -33,9 +33,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from server import __version__
-from server.app import SessionsServer, build_server
-from server.config import ConfigError, Settings, is_loopback, load_settings
+from server.state.settings import ConfigError, Settings, load_settings
 from server.textmagic import TextMagicError
+from server.textmagic.urls import is_loopback
+from server.wiring.app import SessionsServer, build_server
 
 MCP_PATH = "/mcp"
 # Answer without a token: load balancers probe them, and they reveal nothing but health.
@@ -200,12 +201,12 @@ class BearerAuth:
 
 
 def app_from_environment() -> ASGIApp:
-    """For ``uvicorn --factory server.http:app_from_environment --workers N``: the app, configured as the CLI is.
+    """For ``uvicorn --factory server.wiring.http:app_from_environment --workers N``: the app, configured as the CLI is.
 
     A factory cannot see the address uvicorn binds, so it always requires authentication and treats every
     address as public: loopback names in ``Host`` and ``Origin`` pass only when listed. Workers must share
     TEXTMAGIC_CONFIRMATION_SECRET, and TEXTMAGIC_REDIS_URL for used confirmations and the account's rate limit.
-    Pass ``--http server.http:GuardedH11Protocol`` too, so slow clients cannot lock the others out.
+    Pass ``--http server.wiring.http:GuardedH11Protocol`` too, so slow clients cannot lock the others out.
     """
     try:
         settings = load_settings(transport="http")
@@ -315,7 +316,7 @@ def _waiting_limit() -> int:
 
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol, with a deadline for each request's headers and a cap on the connections
-    waiting for them (see the module's docstring). For ``uvicorn --http server.http:GuardedH11Protocol``."""
+    waiting for them (see the module's docstring). For ``uvicorn --http server.wiring.http:GuardedH11Protocol``."""
 
     waiting: ClassVar[Waiting] = Waiting(_waiting_limit())
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import urllib.parse
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 
-from server.config import ConfigError
-from server.ledger import StateUnavailable
+from server.state.ledger import StateUnavailable
+from server.state.settings import ConfigError
 from server.textmagic.pacer import Pacer, window_of
+from server.textmagic.urls import without_credentials
 
 logger = logging.getLogger(__name__)
 PREFIX = "textmagic-sessions-mcp"
@@ -44,12 +44,6 @@ return math.max(1, tonumber(oldest[2]) + window - t)
 """
 
 
-def where(url: str) -> str:
-    """Redis's address for messages, without any password in the URL."""
-    parts = urllib.parse.urlsplit(url)
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-
-
 def check_reachable(url: str) -> None:
     """At start: ConfigError, naming the variable, unless Redis answers."""
     try:
@@ -64,7 +58,7 @@ def check_reachable(url: str) -> None:
             connection.ping()
     except redis.RedisError as exc:
         raise ConfigError(
-            f"TEXTMAGIC_REDIS_URL: Redis at {where(url)} cannot be reached ({type(exc).__name__}); start it, fix the "
+            f"TEXTMAGIC_REDIS_URL: Redis at {without_credentials(url)} cannot be reached ({type(exc).__name__}); start it, fix the "
             "URL, or unset the variable to keep state in this process only"
         ) from None
 

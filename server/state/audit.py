@@ -33,7 +33,7 @@ _IDS = 100
 _NAME = 120
 _DETAIL = 1500
 
-logger = logging.getLogger("server.audit")
+logger = logging.getLogger("server.state.audit")
 # Audit lines reach stderr even when the rest of the logging is quieter.
 logger.setLevel(logging.INFO)
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
-from server.audit import AuditLog
-from server.config import Settings
-from server.confirmation import Confirmations
-from server.ledger import Ledger
-from server.previews import Previews
+from server.state.audit import AuditLog
+from server.state.confirmation import Confirmations
+from server.state.ledger import Ledger
+from server.state.previews import Previews
+from server.state.settings import Settings
 from server.textmagic import TextMagicClient
 
 

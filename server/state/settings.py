@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import urllib.parse
 import urllib.request
 import zoneinfo
@@ -11,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from server.textmagic.urls import is_loopback
 
 DEFAULT_BASE_URL = "https://rest.textmagic.com"
 
@@ -267,12 +268,6 @@ def _listed(host: str, no_proxy: str) -> bool:
     return False
 
 
-def without_credentials(url: str) -> str:
-    """``url`` with any user name and password left out, for logs and messages."""
-    parts = urllib.parse.urlsplit(url)
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-
-
 def known_timezone(name: str) -> bool:
     """Whether ``name`` is an IANA time zone this machine knows (no file path, however it is spelt)."""
     if len(name) > 64:
@@ -282,12 +277,3 @@ def known_timezone(name: str) -> bool:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
