@@ -18,8 +18,8 @@ from typing import Any
 import psutil
 import uvicorn
 
-from server.wiring.http import listening_socket
 from server.sandbox import Emulator
+from server.wiring.http import listening_socket
 
 # The tests' reader of the table text, from the checkout this runs in.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

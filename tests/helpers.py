@@ -28,9 +28,9 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
-from server.wiring.http import listening_socket
 from server.sandbox import Emulator, RecordedRequest
 from server.textmagic import RateLimiter, RetryPolicy, TextMagicClient
+from server.wiring.http import listening_socket
 
 # Recognisable on purpose: tests grep every output for them.
 USERNAME = "acme-ops"

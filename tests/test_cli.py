@@ -13,8 +13,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from server.wiring.cli import main
 from server.sandbox import Emulator
+from server.wiring.cli import main
 from tests.helpers import (
     API_KEY,
     TOOL_NAMES,

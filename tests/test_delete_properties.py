@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from mcp_types import ElicitRequestParams, ElicitResult
 
-from server.wiring.app import SessionsServer, build_server
-from server.state.settings import load_settings
 from server.state.confirmation import Confirmations, Target
+from server.state.settings import load_settings
+from server.wiring.app import SessionsServer, build_server
 from tests.helpers import API_KEY, USERNAME, ServedEmulator, connect, tm_requests
 
 SECRET = "property-test-secret-0123456789abcdef"

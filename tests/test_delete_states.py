@@ -19,8 +19,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from server.wiring.app import SessionsServer, build_server
 from server.state.settings import load_settings
+from server.wiring.app import SessionsServer, build_server
 from tests.helpers import API_KEY, USERNAME, ServedEmulator, add_session, connect, tm_requests
 
 SINGLE, BULK, MATCHING = (

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from server.state.confirmation import Confirmations, Target
 from server.sandbox import Emulator
+from server.state.confirmation import Confirmations, Target
 from tests.helpers import add_session, connect, deletions, newest, text_of
 
 pytestmark = pytest.mark.anyio

@@ -9,8 +9,8 @@ import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.wiring.app import SessionsServer, build_server
 from server.state.settings import load_settings
+from server.wiring.app import SessionsServer, build_server
 from tests.helpers import API_KEY, TOOL_NAMES, USERNAME, ServedEmulator, connect, text_of, tm_requests
 
 ARGUMENT_NAMES = [

@@ -18,8 +18,8 @@ import pytest
 from anyio.abc import SocketAttribute, SocketStream
 from mcp_types import ElicitRequestParams, ElicitResult, Implementation, InputRequiredResult
 
-from server.state.settings import ConfigError, environment_proxy, load_settings
 from server.sandbox import Emulator
+from server.state.settings import ConfigError, environment_proxy, load_settings
 from server.textmagic import RetryPolicy, TextMagicError
 from tests.helpers import (
     API_KEY,

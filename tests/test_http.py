@@ -16,10 +16,10 @@ import httpx2
 import pytest
 from mcp_types import ElicitRequestParams, ElicitResult, InputRequiredResult
 
-from server.wiring.app import build_server
-from server.state.settings import load_settings
-from server.wiring.http import http_app
 from server.sandbox import Emulator
+from server.state.settings import load_settings
+from server.wiring.app import build_server
+from server.wiring.http import http_app
 from tests.helpers import (
     API_KEY,
     DELETE_TOOLS,
@@ -363,7 +363,15 @@ def test_worker_factory_never_serves_without_authentication(options: list[str]) 
 
 def test_worker_factory_with_a_bad_configuration_says_what_to_fix() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "uvicorn", "--factory", "server.wiring.http:app_from_environment", "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "server.wiring.http:app_from_environment",
+            "--port",
+            "0",
+        ],
         env=shell_environment(TEXTMAGIC_USERNAME=USERNAME),
         capture_output=True,
         text=True,

@@ -26,8 +26,8 @@ from mcp_types import CallToolResult
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.state.settings import ConfigError, environment_proxy
 from server.sandbox import Emulator
+from server.state.settings import ConfigError, environment_proxy
 from server.textmagic import RetryPolicy, TextMagicError, UncertainOutcome
 from tests.helpers import (
     API_KEY,

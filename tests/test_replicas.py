@@ -12,10 +12,10 @@ from typing import Any
 import anyio
 import pytest
 
-from server.wiring.app import SessionsServer, build_server
-from server.state.settings import ConfigError, load_settings
 from server.sandbox import Emulator
+from server.state.settings import ConfigError, load_settings
 from server.textmagic import RetryPolicy
+from server.wiring.app import SessionsServer, build_server
 from tests.helpers import (
     API_KEY,
     QUICK_RETRY,

@@ -91,8 +91,8 @@ async def test_delete_all_asks_naming_what_goes(make_server: Any, emulator: Emul
 
 
 async def test_sandbox_question_says_sandbox() -> None:
-    from server.wiring.app import build_server
     from server.state.settings import load_settings
+    from server.wiring.app import build_server
 
     user = User("decline")
     async with connect(

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from server.wiring.app import build_server
 from server.state.settings import load_settings
+from server.wiring.app import build_server
 
 pytestmark = pytest.mark.anyio
 

@@ -64,7 +64,9 @@ def test_each_layer_imports_only_what_lies_below_it(layer: str) -> None:
             continue
         ours = {m for m in imported_modules(path) if m.split(".")[0] in ("server", "tools") and m != "server"}
         mcp = {m for m in imported_modules(path) if m.split(".")[0] in MCP}
-        beyond = {m for m in ours if layer_of(m) not in allowed} | (mcp if layer == "server.textmagic" else set())
+        beyond = {m for m in ours if layer_of(m) not in allowed} | (
+            mcp if layer == "server.textmagic" else set()
+        )
         if beyond:
             wrong[name] = sorted(beyond)
     assert wrong == {}

@@ -22,9 +22,9 @@ from mcp import Client
 from mcp.client.extension import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 
-from server.wiring.app import build_server
-from server.state.settings import load_settings
 from server.sandbox import Emulator
+from server.state.settings import load_settings
+from server.wiring.app import build_server
 from tests.helpers import connect, required_service, run_script, text_of, tm_requests
 from tools.view import VIEW_KEY, VIEW_URI, standalone_html, view_html
 

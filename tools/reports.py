@@ -33,8 +33,8 @@ from tools.filters import (
 from tools.models import MAX_ID, DeliveryReport, FailedMessage, GroupBy, GroupRow, IncludeDeleted
 from tools.outcomes import Counts, bucket
 from tools.render import as_result
-from tools.view import VIEW_FAILED, VIEW_GROUPS, view_meta
 from tools.scan import each_message_page, scan_sessions
+from tools.view import VIEW_FAILED, VIEW_GROUPS, view_meta
 
 # Messages one report reads at most (newest sessions first): a thousand pages, twenty seconds at the rate limit.
 MAX_MESSAGES = 100_000

@@ -243,10 +243,10 @@ async def _report(server: SessionsServer, arguments: dict[str, Any], html_file: 
     from mcp import Client
     from mcp.client.extension import advertise
     from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
-    from tools.view import standalone_html
 
     from tools.markdown import report_markdown
     from tools.models import DeliveryReport
+    from tools.view import standalone_html
 
     # Asked as a host that shows the view would ask: the result then carries what the picture needs.
     view = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
