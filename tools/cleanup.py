@@ -44,16 +44,7 @@ from tools.confirming import (
     unused,
     use_up,
 )
-from tools.filters import (
-    Destinations,
-    SessionFilter,
-    SessionQuery,
-    Since,
-    Sources,
-    TextFilter,
-    TimeZone,
-    Until,
-)
+from tools.filters import NARROWING_NAMES, SessionFilter, SessionQuery, with_filter
 from tools.models import MatchingDeleteResult, MatchingPreview
 from tools.render import as_result
 from tools.scan import scan_sessions
@@ -63,8 +54,7 @@ PREVIEW_LIST = 20
 IDS_SHOWN = 100
 
 NO_FILTER = (
-    "Nothing was deleted. delete_message_sessions_matching needs at least one of since, until, text, source or "
-    "destination. To delete every session, use delete_message_sessions_bulk with all=true (which the server "
+    f"Nothing was deleted. delete_message_sessions_matching needs at least one of {NARROWING_NAMES}. To delete every session, use delete_message_sessions_bulk with all=true (which the server "
     "allows only with TEXTMAGIC_ALLOW_DELETE_ALL=true)."
 )
 PREVIEW_UNKNOWN = (
@@ -238,27 +228,10 @@ async def _preview(app: AppContext, plan: SetPlan, audit: Callable[[Outcome], No
     )
 
 
+@with_filter
 async def plan_matching(
-    ctx: ToolContext,
-    since: str | None,
-    until: str | None,
-    timezone: str | None,
-    text: str | None,
-    source: list[str] | None,
-    destination: list[str] | None,
-    confirm: bool,
-    confirmation_token: str | None,
+    ctx: ToolContext, *, query: SessionQuery, confirm: bool, confirmation_token: str | None
 ) -> SetPlan:
-    query = SessionQuery.model_validate(
-        {
-            "since": since,
-            "until": until,
-            "timezone": timezone,
-            "text": text,
-            "source": source,
-            "destination": destination,
-        }
-    )
     return await plan_set(ctx, MATCHING, query, confirm, confirmation_token)
 
 
@@ -268,16 +241,13 @@ async def ask_matching(
     return ask_set(ctx, plan)
 
 
+@with_filter
 async def delete_message_sessions_matching(
     ctx: ToolContext,
     plan: Annotated[SetPlan, Resolve(plan_matching)],
     approval: Annotated[ElicitationResult[DeleteApproval], Resolve(ask_matching)],
-    since: Since = None,
-    until: Until = None,
-    timezone: TimeZone = None,
-    text: TextFilter = None,
-    source: Sources = None,
-    destination: Destinations = None,
+    *,
+    query: SessionQuery,
     confirm: Confirm = False,
     confirmation_token: ConfirmationToken = None,
 ) -> Annotated[CallToolResult, MatchingDeleteResult]:

@@ -10,26 +10,20 @@ import csv
 import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from mcp.server.mcpserver.exceptions import ResourceError
-from mcp.shared.uri_template import UriTemplate
 from mcp_types import CallToolResult, ResourceLink
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from server.state.context import ToolContext, app_context
 from server.textmagic.models import MessageOut, MessageSession, parse_time
-from tools.filters import Destinations, SessionQuery, Since, Sources, TextFilter, TimeZone, Until
+from tools.filters import SessionQuery, from_uri, uri_query, uri_template, with_filter
 from tools.models import FailedRecipient, FailedRecipients
 from tools.outcomes import FAILED_OR_REJECTED
 from tools.render import as_result
 from tools.reports import ReportId, Scope, scope_of
 from tools.scan import each_message_page
 
-CSV_TEMPLATE = (
-    "textmagic://failed-recipients.csv{?id,since,until,timezone,text,source,destination,statuses,"
-    "exclude_delivered_later}"
-)
 CSV_COLUMNS = [
     "number",
     "name",
@@ -41,7 +35,6 @@ CSV_COLUMNS = [
     "sessions",
     "delivered_later",
 ]
-_TEMPLATE = UriTemplate.parse(CSV_TEMPLATE)
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 FailedStatus = Literal["e", "f", "u", "j", "g"]
@@ -62,6 +55,9 @@ class FailuresQuery(SessionQuery):
     @property
     def sessions(self) -> SessionQuery:
         return SessionQuery.model_validate(self.model_dump(include=set(SessionQuery.model_fields)))
+
+
+CSV_TEMPLATE = uri_template("textmagic://failed-recipients.csv", FailuresQuery)
 
 
 @dataclass
@@ -136,15 +132,12 @@ async def failed_recipients(ctx: ToolContext, query: FailuresQuery) -> tuple[lis
     return failures.recipients(exclude_delivered_later=query.exclude_delivered_later), scope
 
 
+@with_filter
 async def get_failed_recipients(
     ctx: ToolContext,
     id: ReportId = None,
-    since: Since = None,
-    until: Until = None,
-    timezone: TimeZone = None,
-    text: TextFilter = None,
-    source: Sources = None,
-    destination: Destinations = None,
+    *,
+    query: SessionQuery,
     statuses: FailedStatuses = None,
     exclude_delivered_later: ExcludeDeliveredLater = False,
     limit: Annotated[int, Field(ge=1, le=1000)] = 100,
@@ -152,21 +145,19 @@ async def get_failed_recipients(
     """Numbers whose messages failed or were rejected, in one session (id) or across the filter, once each:
     failures, last status and reason, sessions, and whether it was delivered later. Beyond limit, a CSV link
     holds the whole list."""
-    query = FailuresQuery(
+    # The zone goes into the CSV link, so that it reads the same days whatever the server's default then.
+    zone = query.timezone or app_context(ctx).settings.timezone
+    asked = FailuresQuery(
+        **query.model_dump(exclude={"timezone"}),
+        timezone=zone,
         id=id,
-        since=since,
-        until=until,
-        timezone=timezone or app_context(ctx).settings.timezone,
-        text=text,
-        source=source,
-        destination=destination,
         statuses=statuses,
         exclude_delivered_later=exclude_delivered_later,
     )
-    recipients, scope = await failed_recipients(ctx, query)
+    recipients, scope = await failed_recipients(ctx, asked)
     links, uri, more = [], None, None
     if len(recipients) > limit:
-        uri = csv_uri(query)
+        uri = uri_query(CSV_TEMPLATE, asked)
         links.append(
             ResourceLink(
                 type="resource_link",
@@ -189,46 +180,9 @@ async def get_failed_recipients(
     return as_result(result, links=links)
 
 
-def csv_uri(query: FailuresQuery) -> str:
-    values: dict[str, Any] = {}
-    for name, value in query.model_dump(exclude_none=True, exclude_defaults=True).items():
-        values[name] = (
-            ",".join(value) if isinstance(value, list) else str(value).lower() if value is True else value
-        )
-    return _TEMPLATE.expand({name: str(value) for name, value in values.items()})
-
-
-async def failed_recipients_csv(
-    ctx: ToolContext,
-    id: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    timezone: str | None = None,
-    text: str | None = None,
-    source: str | None = None,
-    destination: str | None = None,
-    statuses: str | None = None,
-    exclude_delivered_later: str | None = None,
-) -> str:
+@from_uri(FailuresQuery, again="get_failed_recipients")
+async def failed_recipients_csv(ctx: ToolContext, query: FailuresQuery) -> str:
     """Every failed or rejected recipient of the query in the URI, as CSV (one row per number)."""
-    raw: dict[str, Any] = {
-        "id": id,
-        "since": since,
-        "until": until,
-        "timezone": timezone,
-        "text": text,
-        "source": source.split(",") if source else None,
-        "destination": destination.split(",") if destination else None,
-        "statuses": statuses.split(",") if statuses else None,
-        "exclude_delivered_later": exclude_delivered_later or False,
-    }
-    try:
-        query = FailuresQuery.model_validate(raw)
-    except ValidationError as exc:
-        where = ", ".join(sorted({str(e["loc"][0]) for e in exc.errors()}))
-        raise ResourceError(
-            f"This CSV link's query is invalid ({where}); call get_failed_recipients again."
-        ) from None
     recipients, _ = await failed_recipients(ctx, query)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

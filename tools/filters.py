@@ -1,20 +1,28 @@
 """The filter that TextMagic's sessions API lacks: by time, text, source and destination, read in the user's zone.
 
 A date means that whole day in ``timezone`` (``until`` included); a date-time without an offset is read in
-``timezone`` too. The tools share these argument types, so that a filter means the same everywhere.
+``timezone`` too. The filter's fields are declared once, on ``SessionQuery`` (types, descriptions, validation);
+every form of it derives from there: the tools' parameters (``with_filter``), the query of a resource link
+(``uri_query``, ``from_uri``), and the command line's options (``server.wiring.cli``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
+import typing
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import AfterValidator, BaseModel, Field
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.shared.uri_template import UriTemplate
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic.fields import FieldInfo
 
 from server.state.settings import known_timezone
 from server.textmagic.models import MessageSession, parse_time
@@ -75,7 +83,110 @@ class SessionQuery(BaseModel):
     @property
     def narrows(self) -> bool:
         """Whether anything but the time zone is given: a filter that leaves some sessions out."""
-        return any(value is not None for name, value in self if name != "timezone")
+        return any(value is not None for name, value in self if name in NARROWING)
+
+
+# The fields that leave sessions out (the time zone only says how dates read), as messages name them.
+NARROWING = tuple(name for name in SessionQuery.model_fields if name != "timezone")
+NARROWING_NAMES = ", ".join(NARROWING[:-1]) + f" or {NARROWING[-1]}"
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+M = TypeVar("M", bound=BaseModel)
+
+
+def with_filter(fn: F) -> F:
+    """``fn``, which takes the filter as one ``query: SessionQuery`` parameter, as a tool or resolver that takes
+    the filter's fields by name in its place: the parameter group declared once, on ``SessionQuery``, and
+    taken the same way by every tool that filters. The SDK derives each tool's schema from the signature
+    given here."""
+    hints = typing.get_type_hints(fn, include_extras=True)
+    fields = typing.get_type_hints(SessionQuery, include_extras=True)
+    parameters: list[inspect.Parameter] = []
+    for parameter in inspect.signature(fn).parameters.values():
+        if parameter.name == "query":
+            parameters += [
+                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=fields[name])
+                for name in SessionQuery.model_fields
+            ]
+        else:
+            parameters.append(
+                parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[parameter.name])
+            )
+
+    @functools.wraps(fn)
+    async def expanded(**arguments: Any) -> Any:
+        query = SessionQuery.model_validate(
+            {name: arguments.pop(name, None) for name in SessionQuery.model_fields}
+        )
+        return await fn(query=query, **arguments)
+
+    expanded.__signature__ = inspect.Signature(parameters, return_annotation=hints.get("return"))  # type: ignore[attr-defined]
+    expanded.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": hints.get("return")}
+    return typing.cast(F, expanded)
+
+
+def listed(field: FieldInfo) -> bool:
+    """Whether the field holds a list (written comma-separated in a URI or on the command line)."""
+    options = typing.get_args(field.annotation) or (field.annotation,)
+    return any(typing.get_origin(option) is list for option in options)
+
+
+def uri_template(base: str, model: type[BaseModel]) -> str:
+    """``base`` with every field of ``model`` as an RFC 6570 query parameter."""
+    return f"{base}{{?{','.join(model.model_fields)}}}"
+
+
+def uri_query(template: str, query: BaseModel) -> str:
+    """The link for ``query``: the values given (not the defaults), lists comma-separated, booleans in lower case."""
+    values: dict[str, str] = {}
+    for name, value in query.model_dump(exclude_none=True, exclude_defaults=True).items():
+        values[name] = (
+            ",".join(value)
+            if isinstance(value, list)
+            else str(value).lower()
+            if value is True
+            else str(value)
+        )
+    return UriTemplate.parse(template).expand(values)
+
+
+def from_uri(
+    model: type[M], again: str
+) -> Callable[[Callable[[Any, M], Awaitable[str]]], Callable[..., Awaitable[str]]]:
+    """A resource function taking each field of ``model`` as text from its URI's query, handed on as one
+    ``model``; a ResourceError naming the fields, and the tool to call ``again``, when they are not valid."""
+
+    def decorate(fn: Callable[[Any, M], Awaitable[str]]) -> Callable[..., Awaitable[str]]:
+        hints = typing.get_type_hints(fn, include_extras=True)
+        context = next(iter(inspect.signature(fn).parameters.values()))
+
+        @functools.wraps(fn)
+        async def parsed(**arguments: Any) -> str:
+            ctx = arguments.pop(context.name)
+            raw = {
+                name: text.split(",") if text and listed(model.model_fields[name]) else text
+                for name, text in arguments.items()
+                if text is not None
+            }
+            try:
+                query = model.model_validate(raw)
+            except ValidationError as exc:
+                where = ", ".join(sorted({str(e["loc"][0]) for e in exc.errors()}))
+                raise ResourceError(f"This link's query is invalid ({where}); call {again} again.") from None
+            return await fn(ctx, query)
+
+        parameters = [
+            context.replace(annotation=hints[context.name]),
+            *(
+                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=str | None)
+                for name in model.model_fields
+            ),
+        ]
+        parsed.__signature__ = inspect.Signature(parameters, return_annotation=str)  # type: ignore[attr-defined]
+        parsed.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": str}
+        return parsed
+
+    return decorate
 
 
 def parse_moment(text: str) -> date | datetime:

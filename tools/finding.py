@@ -11,16 +11,7 @@ from pydantic import Field
 from server.state.context import ToolContext, app_context
 from server.textmagic.models import MessageSession, parse_time
 from tools.briefs import session_brief
-from tools.filters import (
-    Destinations,
-    SessionFilter,
-    SessionQuery,
-    Since,
-    Sources,
-    TextFilter,
-    TimeZone,
-    Until,
-)
+from tools.filters import SessionFilter, SessionQuery, with_filter
 from tools.models import FoundSessions
 from tools.outcomes import Counts
 from tools.render import as_result
@@ -32,14 +23,11 @@ MAX_RANKED = 500
 Sort = Literal["newest", "oldest", "worst_delivery", "highest_price"]
 
 
+@with_filter
 async def find_message_sessions(
     ctx: ToolContext,
-    since: Since = None,
-    until: Until = None,
-    timezone: TimeZone = None,
-    text: TextFilter = None,
-    source: Sources = None,
-    destination: Destinations = None,
+    *,
+    query: SessionQuery,
     with_stats: Annotated[bool, Field(description="Add outcome counts and delivery rate")] = False,
     sort: Annotated[Sort, Field(description="worst_delivery: lowest rate first, with stats")] = "newest",
     limit: Annotated[int, Field(ge=1, le=100)] = 20,
@@ -50,12 +38,7 @@ async def find_message_sessions(
     Dates are read in timezone: "yesterday" is since=until=that date.
     """
     app = app_context(ctx)
-    flt = SessionFilter.of(
-        SessionQuery(
-            since=since, until=until, timezone=timezone, text=text, source=source, destination=destination
-        ),
-        app.settings.timezone,
-    )
+    flt = SessionFilter.of(query, app.settings.timezone)
     scan = await scan_sessions(ctx, flt)
     matched = _sorted(scan.sessions, sort)
     complete, reason = scan.complete, scan.reason

@@ -20,16 +20,7 @@ from pydantic import Field
 from server.state.context import ToolContext, app_context
 from server.textmagic.models import MessageOut, MessageSession, parse_time
 from tools.briefs import brief
-from tools.filters import (
-    Destinations,
-    SessionFilter,
-    SessionQuery,
-    Since,
-    Sources,
-    TextFilter,
-    TimeZone,
-    Until,
-)
+from tools.filters import NARROWING_NAMES, SessionFilter, SessionQuery, with_filter
 from tools.models import MAX_ID, DeliveryReport, FailedMessage, GroupBy, GroupRow, IncludeDeleted
 from tools.outcomes import Counts, bucket
 from tools.render import as_result
@@ -64,8 +55,7 @@ async def scope_of(ctx: ToolContext, id: int | None, query: SessionQuery) -> Sco
     if id is not None:
         if query.narrows:
             raise ToolError(
-                "Invalid arguments: pass either id (one session) or filter arguments (since, until, text, source, "
-                "destination), not both."
+                f"Invalid arguments: pass either id (one session) or filter arguments ({NARROWING_NAMES}), not both."
             )
         return Scope([await app.textmagic.get_session(id)], flt, by_id=True)
     scan = await scan_sessions(ctx, flt)
@@ -142,15 +132,12 @@ class Tally:
         return rows
 
 
+@with_filter
 async def get_delivery_report(
     ctx: ToolContext,
     id: ReportId = None,
-    since: Since = None,
-    until: Until = None,
-    timezone: TimeZone = None,
-    text: TextFilter = None,
-    source: Sources = None,
-    destination: Destinations = None,
+    *,
+    query: SessionQuery,
     group_by: Annotated[
         list[GroupBy] | None,
         Field(max_length=6, description="Counts and rate per key"),
@@ -161,9 +148,6 @@ async def get_delivery_report(
     """How one session (id), or every session the filter matches, went: outcome counts, delivery rate, cost and
     failed recipients, counted from the messages. group_by ["country"] gives rates by country, ["day"] a
     trend."""
-    query = SessionQuery(
-        since=since, until=until, timezone=timezone, text=text, source=source, destination=destination
-    )
     asked = list(dict.fromkeys(group_by or []))
     if not client_supports_apps(ctx):
         return as_result(await delivery_report(ctx, id, query, asked, failed_limit, include_deleted))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from server import __version__
 from server.state.settings import ConfigError, Settings, load_settings
+from tools.filters import SessionQuery, listed
 
 if TYPE_CHECKING:
     from server.wiring.app import SessionsServer
@@ -128,12 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     scope = report.add_argument_group("what to report on (--id, or any of the filter options)")
     scope.add_argument("--id", type=int, help="one session")
-    scope.add_argument("--since", help="ISO 8601 date or date-time (a date is that whole day)")
-    scope.add_argument("--until", help="ISO 8601 date (included) or date-time")
-    scope.add_argument("--timezone", help="IANA zone the dates are read in (default TEXTMAGIC_TIMEZONE)")
-    scope.add_argument("--text", help="part of the title, text or referenceId, any case")
-    scope.add_argument("--source", metavar="O,A,M,E,X", help="sources: O web app, A API, M messenger, ...")
-    scope.add_argument("--destination", metavar="t,s,v", help="destinations: t text, s speech, v voice")
+    for name, field in SessionQuery.model_fields.items():
+        many = " (comma-separated)" if listed(field) else ""
+        scope.add_argument(f"--{name}", help=f"{field.description}{many}")
     report.add_argument(
         "--group-by",
         metavar="KEY,KEY",
@@ -226,14 +224,13 @@ async def _call_tool(server: SessionsServer, tool: str, arguments: dict[str, Any
 
 def _report_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """get_delivery_report's arguments from the report command's options: the tool checks them."""
-    listed = {"source", "destination", "group_by"}
-    names = ("id", "since", "until", "timezone", "text", "source", "destination", "group_by", "failed_limit")
+    many = {name for name, field in SessionQuery.model_fields.items() if listed(field)} | {"group_by"}
     arguments: dict[str, Any] = {}
-    for name in names:
+    for name in ("id", *SessionQuery.model_fields, "group_by", "failed_limit"):
         value = getattr(args, name)
         if value is not None:
             arguments[name] = (
-                [part.strip() for part in value.split(",") if part.strip()] if name in listed else value
+                [part.strip() for part in value.split(",") if part.strip()] if name in many else value
             )
     return arguments | {"include_deleted": args.include_deleted}
 
