@@ -68,7 +68,7 @@ async def test_what_came_after_the_preview_survives_and_what_went_is_reported(
         [newcomer] = smoke_tests(emulator, 1, first_id=48_500_000)
         done = await client.call_tool(MATCHING, confirming(TESTS, preview))
     result = done.structured_content
-    assert sorted(result["deleted_ids"]) == [first, third] and result["vanished_ids"] == [second]
+    assert sorted(result["deleted_ids"]) == [first, third] and result["not_found_ids"] == [second]
     assert newcomer in emulator.data.sessions and sorted(emulator.deleted_ids) == [first, third]
     assert "1 sessions that match now but were not previewed were left alone" in result["message"]
 

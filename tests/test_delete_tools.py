@@ -93,11 +93,11 @@ async def test_bulk_delete_exactly_what_was_previewed(make_server: Any, emulator
         preview = await client.call_tool("delete_message_sessions_bulk", {"ids": [c, a, missing, b, a]})
         result = preview.structured_content
         assert result["deleted"] is False
-        assert result["preview"]["missing_ids"] == [missing]
+        assert result["not_found_ids"] == [missing]
         assert sorted(result["preview"]["ids"]) == sorted([a, b, c])
         sessions = [emulator.data.sessions[i] for i in (a, b, c)]
-        assert result["preview"]["total_numbers_count"] == sum(s["numbersCount"] for s in sessions)
-        assert result["preview"]["total_price"] == pytest.approx(sum(s["price"] for s in sessions))
+        assert result["preview"]["recipients"] == sum(s["numbersCount"] for s in sessions)
+        assert result["preview"]["price"] == pytest.approx(sum(s["price"] for s in sessions))
         token = result["confirmation_token"]
 
         subset = await client.call_tool(
@@ -127,7 +127,7 @@ async def test_bulk_preview_of_only_missing_ids_gives_no_token(make_server: Any,
         result = await client.call_tool("delete_message_sessions_bulk", {"ids": [5, 6]})
     assert not result.is_error
     assert "confirmation_token" not in result.structured_content
-    assert result.structured_content["preview"]["missing_ids"] == [5, 6]
+    assert result.structured_content["not_found_ids"] == [5, 6]
     assert "Nothing to delete" in result.structured_content["message"]
 
 
@@ -155,7 +155,7 @@ async def test_delete_all_when_allowed(make_server: Any, emulator: Emulator, era
     ids = sorted(emulator.data.sessions, reverse=True)
     async with connect(make_server(allow_delete_all=True), era) as client:
         preview = await client.call_tool("delete_message_sessions_bulk", {"all": True})
-        assert preview.structured_content["preview"]["all_sessions_count"] == len(ids)
+        assert preview.structured_content["preview"]["count"] == len(ids)
         assert f"ALL {len(ids)} sessions" in preview.structured_content["message"]
         assert len(emulator.data.sessions) == len(ids)
         done = await client.call_tool(

@@ -195,7 +195,7 @@ async def test_bulk_delete_outcome_unknown_when_the_check_fails_too(
             {"ids": [session_id], "confirm": True, "confirmation_token": token},
         )
     result = done.structured_content
-    assert result["deleted"] is False and result["outcome_unknown"] is True
+    assert result["deleted"] is False and result["uncertain_ids"] == [session_id]
     assert "get_message_session" in result["message"]
     assert sent(emulator, "POST") == 1 and emulator.deleted_ids == []
 

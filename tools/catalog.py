@@ -15,8 +15,11 @@ from mcp_types import ToolAnnotations
 
 from server.state.settings import ConfigError, Settings
 from server.textmagic import TextMagicError
-from tools.cleanup import delete_message_sessions_matching
-from tools.deletes import delete_message_session, delete_message_sessions_bulk
+from tools.deletes import (
+    delete_message_session,
+    delete_message_sessions_bulk,
+    delete_message_sessions_matching,
+)
 from tools.failures import CSV_TEMPLATE, failed_recipients_csv, get_failed_recipients
 from tools.finding import find_message_sessions
 from tools.prompts import cleanup_sessions, delivery_report

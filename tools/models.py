@@ -46,12 +46,12 @@ class SessionPreview(Compact):
 class DeletePreview(Compact):
     """What a confirmed call would delete."""
 
-    sessions: list[SessionPreview] = Field(default_factory=list)
+    sessions: list[SessionPreview] = Field(description="All asked for by id; a filter's first 20")
     ids: list[int] = Field(default_factory=list, description="To confirm with")
-    missing_ids: list[int] = Field(default_factory=list)
-    total_numbers_count: int = Field(0, description="Recipients")
-    total_price: float = Field(0.0, description="Not refunded")
-    all_sessions_count: int | None = Field(None, description="For all=true")
+    count: int
+    recipients: int
+    price: float = Field(description="Not refunded")
+    filter: str | None = None
 
 
 class DeleteResult(Compact):
@@ -62,10 +62,11 @@ class DeleteResult(Compact):
     preview: DeletePreview | None = None
     confirmation_token: str | None = None
     expires_at: str | None = None
-    deleted_ids: list[int] = Field(default_factory=list)
+    deleted_count: int = 0
+    deleted_ids: list[int] = Field(default_factory=list, description="The first 100")
     deleted_all: bool = False
     not_found_ids: list[int] = Field(default_factory=list, description="Gone before the delete ran")
-    outcome_unknown: bool = Field(False, description="Sent, then the connection and a check failed")
+    uncertain_ids: list[int] = Field(default_factory=list, description="Outcome unknown: look them up")
 
 
 class SessionBrief(Compact):
@@ -168,27 +169,3 @@ class FailedRecipients(Compact):
     more: str | None = None
     complete: bool = True
     reason: str | None = None
-
-
-class MatchingPreview(Compact):
-    """What a confirmed matching delete would remove."""
-
-    sessions: list[SessionPreview] = Field(description="The first 20")
-    count: int
-    recipients: int
-    price: float = Field(description="Not refunded")
-    filter: str
-
-
-class MatchingDeleteResult(Compact):
-    """A preview with a confirmation token, or what was deleted."""
-
-    deleted: bool = Field(description="Only true when this call deleted")
-    message: str
-    preview: MatchingPreview | None = None
-    confirmation_token: str | None = None
-    expires_at: str | None = None
-    deleted_count: int = 0
-    deleted_ids: list[int] = Field(default_factory=list, description="The first 100")
-    vanished_ids: list[int] = Field(default_factory=list, description="Gone before the delete ran")
-    uncertain_ids: list[int] = Field(default_factory=list, description="Outcome unknown: look them up")
