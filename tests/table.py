@@ -35,10 +35,12 @@ def expand(rendered: dict[str, Any]) -> dict[str, Any]:
 
 def without_nulls(page: dict[str, Any]) -> dict[str, Any]:
     """``page`` with the null fields of each resource left out: what ``expand`` gives back for its table."""
-    return {
-        **page,
-        "resources": [{k: v for k, v in item.items() if v is not None} for item in page["resources"]],
-    }
+    return {**page, "resources": [present(item) for item in page["resources"]]}
+
+
+def present(item: dict[str, Any]) -> dict[str, Any]:
+    """``item`` with its null fields left out, as every result carries it."""
+    return {k: v for k, v in item.items() if v is not None}
 
 
 def as_json(value: Any) -> str:

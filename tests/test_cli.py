@@ -25,6 +25,7 @@ from tests.helpers import (
     run_script,
     shell_environment,
 )
+from tests.table import present
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +124,7 @@ def test_call_against_a_real_account_shape(
     [session_id] = newest(emulator)
     code, out, err = cli(capsys, "call", "get_message_session", json.dumps({"id": session_id}))
     assert code == 0, err
-    assert json.loads(out) == emulator.data.sessions[session_id]
+    assert json.loads(out) == present(emulator.data.sessions[session_id])
     fresh_shell.setenv("TEXTMAGIC_API_KEY", "bad-" + API_KEY)
     refused, refused_out, refused_err = cli(capsys, "call", "get_message_session", '{"id": 1}')
     assert refused == 1 and "401" in refused_out

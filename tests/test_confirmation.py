@@ -65,14 +65,14 @@ def test_expiry_and_operation_binding() -> None:
         signer.verify(issued.token, "delete_message_session", Target.of_ids({7}))
 
 
-def test_all_is_bound_to_the_session_count_and_never_matches_ids() -> None:
+def test_a_filtered_set_is_bound_to_its_filter_and_never_matches_bare_ids() -> None:
     signer = Confirmations(b"k", ttl_seconds=600)
-    token = signer.issue("bulk", Target.everything(36)).token
-    signer.verify(token, "bulk", Target.everything(36))
-    with pytest.raises(ConfirmationError, match="different number of sessions"):
-        signer.verify(token, "bulk", Target.everything(37))
+    token = signer.issue("matching", Target.matching("filter-a", {1, 2})).token
+    signer.verify(token, "matching", Target.matching("filter-a", {2, 1}))
+    with pytest.raises(ConfirmationError, match="different filter"):
+        signer.verify(token, "matching", Target.matching("filter-b", {1, 2}))
     with pytest.raises(ConfirmationError):
-        signer.verify(token, "bulk", Target.of_ids({36}))
+        signer.verify(token, "matching", Target.of_ids({1, 2}))
 
 
 def test_keys_are_per_secret_and_random_without_one() -> None:

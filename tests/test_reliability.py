@@ -35,6 +35,7 @@ from tests.helpers import (
     textmagic_client,
     tm_requests,
 )
+from tests.table import present
 from tools.scan import CONCURRENT_PAGES
 
 pytestmark = pytest.mark.anyio
@@ -48,7 +49,7 @@ async def test_reads_retry_transient_statuses(
     emulator.fail_next(status, times=2)
     result = await call(make_server(), "get_message_session", {"id": session_id}, era)
     assert not result.is_error, text_of(result)
-    assert result.structured_content == emulator.data.sessions[session_id]
+    assert result.structured_content == present(emulator.data.sessions[session_id])
     assert sent(emulator, "GET") == 3
 
 

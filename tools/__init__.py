@@ -1,1 +1,2 @@
-"""The six message-session tools: their argument and result models, and the tool functions."""
+"""The tools: their argument and result models, the tool functions, resources and prompts, rendering, and the
+delivery report view. ``tools.catalog`` lists what is served."""

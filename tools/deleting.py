@@ -34,9 +34,8 @@ from server.state.context import AppContext, ToolContext, app_context, client_na
 from server.state.ledger import StateUnavailable
 from server.textmagic import TextMagicError, UncertainOutcome
 from server.textmagic.models import MessageSession
-from tools.briefs import brief
 from tools.filters import SessionFilter, SessionQuery
-from tools.models import DeletePreview, DeleteResult
+from tools.models import DeletePreview, DeleteResult, SessionPreview
 from tools.scan import gather, scan_sessions
 
 # How a tool chose its set: one id, a list of ids, a filter, every session.
@@ -125,7 +124,7 @@ class DeletePlan:
     def preview(self) -> DeletePreview:
         listed = self.sessions if self.by_ids else self.sessions[:PREVIEW_LIST]
         return DeletePreview(
-            sessions=[brief(s) for s in listed],
+            sessions=[SessionPreview.of(s) for s in listed],
             ids=self.ids if self.by_ids else [],
             count=len(self.sessions),
             recipients=sum(s.numbers_count or 0 for s in self.sessions),

@@ -10,9 +10,8 @@ from pydantic import Field
 
 from server.state.context import ToolContext, app_context
 from server.textmagic.models import MessageSession, parse_time
-from tools.briefs import session_brief
 from tools.filters import SessionFilter, SessionQuery, with_filter
-from tools.models import FoundSessions
+from tools.models import FoundSessions, SessionBrief
 from tools.outcomes import Counts
 from tools.render import as_result
 from tools.scan import gather, scan_sessions
@@ -57,7 +56,7 @@ async def find_message_sessions(
     shown = matched[:limit]
     return as_result(
         FoundSessions(
-            sessions=[session_brief(s, counts.get(s.id)) for s in shown],
+            sessions=[SessionBrief.of(s, counts.get(s.id)) for s in shown],
             matched=len(scan.sessions),
             recipients=sum(s.numbers_count or 0 for s in scan.sessions),
             price=round(sum(s.price or 0.0 for s in scan.sessions), 4),

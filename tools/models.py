@@ -1,5 +1,6 @@
 """The tools' argument types and result models: with TextMagic's own models (``server.textmagic.models``), the
-single source of every JSON Schema the server publishes.
+single source of every JSON Schema the server publishes. A result never carries null (``tools.render`` leaves
+nulls out), so an optional field is simply absent when it has nothing to say.
 
 TextMagic's fields keep TextMagic's camelCase names; the server's own are snake_case. Descriptions say what a
 name does not: every one is read with every tool listing.
@@ -9,11 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from tools.outcomes import Compact, Counts
+from server.textmagic.models import MessageSession
+from tools.outcomes import Counter, Counts
 
+# A session's text in a result is cut to this many characters: enough to recognise it.
+TEXT_CHARS = 80
 # Beyond 2**53 - 1 many JSON clients lose integer precision, so no real id can be larger.
 MAX_ID = 2**53 - 1
 MAX_BULK_IDS = 100
@@ -30,7 +34,7 @@ IncludeDeleted = Annotated[
 GroupBy = Literal["country", "status", "reject_reason", "sender", "session", "day"]
 
 
-class SessionPreview(Compact):
+class SessionPreview(BaseModel):
     """A session, briefly: as a delete would remove it, or as a report is about it."""
 
     model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True)
@@ -42,8 +46,19 @@ class SessionPreview(Compact):
     numbers_count: int | None = None
     price: float | None = None
 
+    @classmethod
+    def of(cls, session: MessageSession) -> SessionPreview:
+        return cls(
+            id=session.id,
+            start_time=session.start_time,
+            title=session.title,
+            text=cut(session.text),
+            numbers_count=session.numbers_count,
+            price=session.price,
+        )
 
-class DeletePreview(Compact):
+
+class DeletePreview(BaseModel):
     """What a confirmed call would delete."""
 
     sessions: list[SessionPreview] = Field(description="All asked for by id; a filter's first 20")
@@ -54,7 +69,7 @@ class DeletePreview(Compact):
     filter: str | None = None
 
 
-class DeleteResult(Compact):
+class DeleteResult(BaseModel):
     """A preview with a confirmation token, or what was deleted."""
 
     deleted: bool = Field(description="Only true when this call deleted")
@@ -69,7 +84,7 @@ class DeleteResult(Compact):
     uncertain_ids: list[int] = Field(default_factory=list, description="Outcome unknown: look them up")
 
 
-class SessionBrief(Compact):
+class SessionBrief(BaseModel):
     """A session, briefly; with its outcome counts when asked for."""
 
     model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True)
@@ -90,8 +105,24 @@ class SessionBrief(Compact):
     other: int | None = None
     delivery_rate: float | None = Field(None, alias="delivery_rate")
 
+    @classmethod
+    def of(cls, session: MessageSession, counts: Counts | None = None) -> SessionBrief:
+        outcome = counts.model_dump() if counts is not None else {}
+        return cls(
+            id=session.id,
+            start_time=session.start_time,
+            title=session.title,
+            text=cut(session.text),
+            source=session.source,
+            destination=session.destination,
+            reference_id=session.reference_id,
+            numbers_count=session.numbers_count,
+            price=session.price,
+            **outcome,
+        )
 
-class FoundSessions(Compact):
+
+class FoundSessions(BaseModel):
     """The sessions a filter matched."""
 
     sessions: list[SessionBrief]
@@ -104,7 +135,7 @@ class FoundSessions(Compact):
     more: str | None = None
 
 
-class FailedMessage(Compact):
+class FailedMessage(BaseModel):
     """A failed or rejected message."""
 
     number: str | None = None
@@ -116,7 +147,7 @@ class FailedMessage(Compact):
     time: str | None = None
 
 
-class _Keyed(Compact):
+class _Keyed(BaseModel):
     key: str | None = None
 
 
@@ -126,8 +157,12 @@ class GroupRow(Counts, _Keyed):
 
     cost: float = Field(0.0, description="Account currency")
 
+    @classmethod
+    def of(cls, counter: Counter, key: str | None = None) -> GroupRow:
+        return cls(key=key, cost=round(counter.cost, 4), **counter.buckets)
 
-class DeliveryReport(Compact):
+
+class DeliveryReport(BaseModel):
     """What happened to one session, or to every session a filter matched."""
 
     session: SessionPreview | None = None
@@ -145,7 +180,7 @@ class DeliveryReport(Compact):
     reason: str | None = None
 
 
-class FailedRecipient(Compact):
+class FailedRecipient(BaseModel):
     """A number whose messages failed or were rejected."""
 
     number: str
@@ -159,7 +194,7 @@ class FailedRecipient(Compact):
     delivered_later: bool = Field(description="A later message to it was delivered")
 
 
-class FailedRecipients(Compact):
+class FailedRecipients(BaseModel):
     """Failed or rejected recipients, one per number, most recent failure first."""
 
     recipients: list[FailedRecipient]
@@ -169,3 +204,7 @@ class FailedRecipients(Compact):
     more: str | None = None
     complete: bool = True
     reason: str | None = None
+
+
+def cut(text: str | None) -> str | None:
+    return text[: TEXT_CHARS - 1] + "…" if text is not None and len(text) > TEXT_CHARS else text

@@ -8,12 +8,10 @@ counted in it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, GetJsonSchemaHandler
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from server.textmagic.models import SessionStat
 
@@ -28,8 +26,6 @@ STATUSES: dict[Bucket, str] = {
 _BUCKET_OF = {status: bucket for bucket, statuses in STATUSES.items() for status in statuses}
 # What "failed" means to someone retrying a send-out: every failed and rejected code.
 FAILED_OR_REJECTED = tuple(STATUSES["failed"] + STATUSES["rejected"])
-# The same, as TextMagic's status filter takes them (it does not list g).
-FAILURE_FILTER = ["f", "e", "u", "j"]
 
 EXPLAINED = (
     "Outcomes: delivered d; failed e, f, u; rejected j (g: unsubscribed); pending q, s, r, a, b (not final); "
@@ -41,27 +37,11 @@ def bucket(status: str | None) -> Bucket:
     return _BUCKET_OF.get(status or "", "other")
 
 
-class Compact(BaseModel):
-    """A result sent without nulls (``tools.render`` leaves them out): a field with nothing to say is absent, so
-    its schema names the one type it has when present."""
+class Counts(BaseModel):
+    """Messages by outcome, and the delivery rate, which is derived from them whenever counts are made: no code
+    sets it, so it cannot go stale."""
 
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        schema = handler(core_schema)
-        for field in handler.resolve_ref_schema(schema).get("properties", {}).values():
-            options = field.get("anyOf")
-            if isinstance(options, list) and {"type": "null"} in options:
-                rest = [option for option in options if option != {"type": "null"}]
-                del field["anyOf"]
-                field.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
-                field.pop("default", None)
-        return schema
-
-
-class Counts(Compact):
-    """Messages by outcome, and the delivery rate."""
+    model_config = ConfigDict(frozen=True)
 
     # Required, so that a zero is said, never left out as a default.
     delivered: int
@@ -73,16 +53,14 @@ class Counts(Compact):
         None, description="delivered / (delivered + failed + rejected), if any is"
     )
 
+    @model_validator(mode="before")
     @classmethod
-    def of(cls, statuses: Iterable[str | None]) -> Counts:
-        counts = cls.zero()
-        for status in statuses:
-            counts.add(status)
-        return counts.rated()
-
-    @classmethod
-    def zero(cls) -> Counts:
-        return cls(delivered=0, failed=0, rejected=0, pending=0, other=0, delivery_rate=None)
+    def _rated(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            final = sum(int(data.get(name) or 0) for name in ("delivered", "failed", "rejected"))
+            rate = round(int(data.get("delivered") or 0) / final, 4) if final else None
+            return {**data, "delivery_rate": rate}
+        return data
 
     @classmethod
     def of_stat(cls, stat: SessionStat) -> Counts:
@@ -95,18 +73,24 @@ class Counts(Compact):
             rejected=stat.rejected,
             pending=pending,
             other=max(0, stat.all - named),
-            delivery_rate=None,
-        ).rated()
-
-    def add(self, status: str | None) -> None:
-        name = bucket(status)
-        setattr(self, name, getattr(self, name) + 1)
-
-    def rated(self) -> Counts:
-        final = self.delivered + self.failed + self.rejected
-        self.delivery_rate = round(self.delivered / final, 4) if final else None
-        return self
+        )
 
     @property
     def total(self) -> int:
         return self.delivered + self.failed + self.rejected + self.pending + self.other
+
+
+@dataclass
+class Counter:
+    """Messages by outcome and their cost, counted one message at a time."""
+
+    buckets: dict[Bucket, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
+    cost: float = 0.0
+
+    def add(self, status: str | None, price: float | None) -> None:
+        self.buckets[bucket(status)] += 1
+        self.cost += price or 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.buckets.values())

@@ -16,8 +16,6 @@ from typing import Any
 from mcp_types import CallToolResult, ResourceLink, TextContent
 from pydantic import BaseModel
 
-from tools.outcomes import Compact
-
 # Shorter shared text is not worth its header entry.
 _MIN_AFFIX = 5
 _MIN_REPEAT = 40
@@ -31,7 +29,8 @@ TABLE_LEGEND = (
 def as_result(model: BaseModel, *, links: list[ResourceLink] | None = None) -> CallToolResult:
     """The result of a tool: ``model`` in full as structured content, and the compact text of it; ``links`` to
     resources (a whole list as CSV) follow the text."""
-    data = model.model_dump(mode="json", by_alias=True, exclude_none=isinstance(model, Compact))
+    # Never a null: a field with nothing to say is absent, as its published schema (``tools.published_schemas``) says.
+    data = model.model_dump(mode="json", by_alias=True, exclude_none=True)
     resources = data.get("resources")
     if isinstance(resources, list):
         text = _compact({**{k: v for k, v in data.items() if k != "resources"}, **_table(resources)})

@@ -19,10 +19,17 @@ from pydantic import Field
 
 from server.state.context import ToolContext, app_context
 from server.textmagic.models import MessageOut, MessageSession, parse_time
-from tools.briefs import brief
 from tools.filters import NARROWING_NAMES, SessionFilter, SessionQuery, with_filter
-from tools.models import MAX_ID, DeliveryReport, FailedMessage, GroupBy, GroupRow, IncludeDeleted
-from tools.outcomes import Counts, bucket
+from tools.models import (
+    MAX_ID,
+    DeliveryReport,
+    FailedMessage,
+    GroupBy,
+    GroupRow,
+    IncludeDeleted,
+    SessionPreview,
+)
+from tools.outcomes import Counter, bucket
 from tools.render import as_result
 from tools.scan import each_message_page, scan_sessions
 from tools.view import VIEW_FAILED, VIEW_GROUPS, view_meta
@@ -79,22 +86,16 @@ class Tally:
 
     flt: SessionFilter
     group_by: list[GroupBy]
-    counts: Counts = field(default_factory=Counts.zero)
-    cost: float = 0.0
-    groups: dict[str, dict[str | None, GroupRow]] = field(default_factory=dict)
+    total: Counter = field(default_factory=Counter)
+    groups: dict[str, dict[str | None, Counter]] = field(default_factory=dict)
     failures: list[FailedMessage] = field(default_factory=list)
 
     def add(self, session: MessageSession, messages: list[MessageOut]) -> None:
         for message in messages:
-            self.counts.add(message.status)
-            self.cost += message.price or 0.0
+            self.total.add(message.status, message.price)
             for name in self.group_by:
                 key = self._key(name, session, message)
-                row = self.groups.setdefault(name, {}).get(key)
-                if row is None:
-                    row = self.groups[name][key] = GroupRow(key=key, **Counts.zero().model_dump())
-                row.add(message.status)
-                row.cost += message.price or 0.0
+                self.groups.setdefault(name, {}).setdefault(key, Counter()).add(message.status, message.price)
             if bucket(message.status) in ("failed", "rejected"):
                 self.failures.append(
                     FailedMessage(
@@ -123,13 +124,11 @@ class Tally:
         return value
 
     def rows(self, name: GroupBy) -> list[GroupRow]:
-        rows = sorted(self.groups.get(name, {}).values(), key=lambda r: (-r.total, r.key or ""))
+        """The rows of one group: by day in order of days, else the largest first."""
+        rows = [GroupRow.of(counter, key) for key, counter in self.groups.get(name, {}).items()]
         if name == "day":
-            rows.sort(key=lambda r: r.key or "")
-        for row in rows:
-            row.rated()
-            row.cost = round(row.cost, 4)
-        return rows
+            return sorted(rows, key=lambda r: r.key or "")
+        return sorted(rows, key=lambda r: (-r.total, r.key or ""))
 
 
 @with_filter
@@ -198,11 +197,11 @@ def report_of(scope: Scope, tally: Tally, group_by: list[GroupBy], failed_limit:
     if cut:
         more.append(f"groups cut to the {GROUP_ROWS} largest rows: {', '.join(cut)}")
     return DeliveryReport(
-        session=brief(scope.sessions[0]) if scope.by_id else None,
+        session=SessionPreview.of(scope.sessions[0]) if scope.by_id else None,
         sessions=len(scope.sessions),
         filter=None if scope.by_id else scope.flt.describe(),
-        messages=tally.counts.total,
-        outcome=GroupRow(**tally.counts.rated().model_dump(), cost=round(tally.cost, 4)),
+        messages=tally.total.total,
+        outcome=GroupRow.of(tally.total),
         groups={name: rows[:GROUP_ROWS] for name, rows in groups.items()},
         failed_count=len(failures),
         failed=failures[:failed_limit],

@@ -31,10 +31,9 @@ class ConfirmationError(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """What a delete acts on: an exact set of session ids, or every session (with the count previewed)."""
+    """What a delete acts on: an exact set of session ids, chosen by id or by a filter."""
 
     ids: frozenset[int] = frozenset()
-    all_count: int | None = None
     # For a delete by filter: the digest of the filter the ids were matched with.
     matched_by: str | None = None
 
@@ -43,22 +42,13 @@ class Target:
         return cls(ids=frozenset(ids))
 
     @classmethod
-    def everything(cls, count: int) -> Target:
-        return cls(all_count=count)
-
-    @classmethod
     def matching(cls, filter_digest: str, ids: Iterable[int]) -> Target:
         return cls(ids=frozenset(ids), matched_by=filter_digest)
 
     def digest(self) -> str:
         # A digest keeps tokens short however many ids they cover; order and duplicates cannot matter.
         ids = ",".join(map(str, sorted(self.ids)))
-        if self.all_count is not None:
-            canonical = f"all:{self.all_count}"
-        elif self.matched_by is not None:
-            canonical = f"match:{self.matched_by}:{ids}"
-        else:
-            canonical = ids
+        canonical = f"match:{self.matched_by}:{ids}" if self.matched_by is not None else ids
         return _b64(hashlib.sha256(canonical.encode()).digest()[:18])
 
 
@@ -130,9 +120,7 @@ class Confirmations:
         ``target``, and is unexpired."""
         claims = self.open(token, operation)
         if not hmac.compare_digest(claims.target.encode(), target.digest().encode()):
-            if target.all_count is not None:
-                what = "a different number of sessions on the account than there is now"
-            elif target.matched_by is not None:
+            if target.matched_by is not None:
                 what = "a different filter (pass the same filter arguments as the preview)"
             else:
                 what = "a different set of session ids (pass exactly the ids listed in the preview)"

@@ -227,12 +227,8 @@ class TextMagicClient:
             if outcome.reached and not resend_if_maybe_received:
                 raise maybe_carried_out(outcome, self.base_url)
             elapsed = anyio.current_time() - started
-            delay = outcome.retry_after if outcome.retry_after is not None else self._retry.backoff(attempts)
-            if not (
-                outcome.retryable
-                and attempts < self._retry.max_attempts
-                and elapsed + delay <= self._retry.budget
-            ):
+            delay = self._retry.delay(outcome, attempts, elapsed)
+            if delay is None:
                 raise given_up(
                     outcome,
                     attempts=attempts,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from server.textmagic.errors import Failure
+
 # Statuses that say "not now" rather than "not this": TextMagic's rate limit, errors, maintenance.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -19,6 +21,17 @@ class RetryPolicy:
     max_attempts: int = 5
     base_delay: float = 0.2
     max_delay: float = 5.0
+
+    def delay(self, failure: Failure, attempts: int, elapsed: float) -> float | None:
+        """The retry decision, in one place: seconds to wait before trying ``failure`` again, or None to give up.
+
+        Tried again only when the failure is transient, attempts remain, and the wait fits in the budget. The
+        wait is TextMagic's ``Retry-After`` when it named one, else a jittered backoff.
+        """
+        if not failure.retryable or attempts >= self.max_attempts:
+            return None
+        wait = failure.retry_after if failure.retry_after is not None else self.backoff(attempts)
+        return wait if elapsed + wait <= self.budget else None
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based) when the server named none."""

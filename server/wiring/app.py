@@ -38,8 +38,8 @@ from server.textmagic.urls import without_credentials
 from server.wiring.policies import CallPolicies
 from tools.catalog import PROMPTS, RESOURCES, ResourceSpec, select_tools
 from tools.outcomes import EXPLAINED
+from tools.published_schemas import lean
 from tools.resources import complete_session_id
-from tools.schemas import lean
 from tools.view import hidden_without_apps, view_extension
 
 NAME = "textmagic-sessions"

@@ -1,11 +1,13 @@
-"""The tools' JSON Schemas as listed: the models' own, written in fewer tokens.
+"""The tools' JSON Schemas as listed, in one pass over what pydantic derives from the models: written in fewer
+tokens, and saying what results really hold.
 
-Every listing is read by the model with every conversation, so the schemas pydantic derives are written
-shorter without changing what they accept: ``{"type": ["string", "null"]}`` for an optional value instead of
-``anyOf`` with a null branch, no generated titles, no ``"default": null`` on what is optional anyway, and no
-``"additionalProperties": true``, which JSON Schema assumes, nor a type beside an enum of strings. A
-result's schema also drops defaults (a result has every field) and the models' own descriptions (docstrings
-for the code's readers), keeping those of fields.
+Every listing is read by the model with every conversation, so the schemas are written shorter without
+changing what they accept: ``{"type": ["string", "null"]}`` for an optional argument instead of ``anyOf`` with
+a null branch, no generated titles, no ``"default": null`` on what is optional anyway, and no
+``"additionalProperties": true``, which JSON Schema assumes, nor a type beside an enum of strings. A result
+never carries null (``tools.render`` leaves nulls out), so its schema names the one type a field has when
+present; it drops defaults (a result has every field) and the models' own descriptions (docstrings for the
+code's readers), keeping those of fields.
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ def lean(schema: Any, *, result_of: bool = False) -> Any:
             else:
                 result[key] = lean(value, result_of=result_of)
     options = result.get("anyOf")
-    if isinstance(options, list) and len(options) == 2 and _NULL in options:
+    if result_of and isinstance(options, list) and _NULL in options:
+        rest = [option for option in options if option != _NULL]
+        del result["anyOf"]
+        result = {**(rest[0] if len(rest) == 1 else {"anyOf": rest}), **result}
+    elif isinstance(options, list) and len(options) == 2 and _NULL in options:
         other = options[1] if options[0] == _NULL else options[0]
         kind = other.get("type")
         if isinstance(kind, str) and "$ref" not in other and not set(other) & set(result) - {"anyOf"}:
