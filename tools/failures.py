@@ -63,6 +63,7 @@ CSV_TEMPLATE = uri_template("textmagic://failed-recipients.csv", FailuresQuery)
 @dataclass
 class _Number:
     failures: int = 0
+    rank: tuple[datetime, int, int] = (_NEVER, 0, 0)
     last: datetime = _NEVER
     last_time: str | None = None
     last_status: str | None = None
@@ -92,7 +93,11 @@ class Failures:
                 entry = self.numbers.setdefault(number, _Number())
                 entry.failures += 1
                 entry.sessions.add(session.id)
-                if moment >= entry.last:
+                # The latest failure is the last; of failures at the same moment, the same one whatever order
+                # their pages arrived in.
+                rank = (moment, session.id, message.id)
+                if rank >= entry.rank:
+                    entry.rank = rank
                     entry.last, entry.last_time = moment, message.message_time
                     entry.last_status, entry.last_reason = message.status, message.reject_reason
                     entry.name = (

@@ -185,7 +185,12 @@ async def tally_messages(
 
 def report_of(scope: Scope, tally: Tally, group_by: list[GroupBy], failed_limit: int) -> DeliveryReport:
     """The report of a tally, with the groups in ``group_by`` (tallied) and the newest ``failed_limit`` failures."""
-    failures = sorted(tally.failures, key=lambda f: parse_time(f.time) or _NEVER, reverse=True)
+    # Newest first; messages of the same moment in a fixed order, whatever order their pages arrived in.
+    failures = sorted(
+        tally.failures,
+        key=lambda f: (parse_time(f.time) or _NEVER, f.session or 0, f.number or "", f.status or ""),
+        reverse=True,
+    )
     groups = {name: tally.rows(name) for name in group_by}
     cut = [name for name, rows in groups.items() if len(rows) > GROUP_ROWS]
     more = []
