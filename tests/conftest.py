@@ -18,7 +18,9 @@ from tests.helpers import (
     ERAS,
     QUICK_RETRY,
     USERNAME,
+    AuthorizationServer,
     ServedEmulator,
+    running_authorization_server,
     running_redis,
     serve_on_loopback,
 )
@@ -91,3 +93,10 @@ def redis_url(redis_server: str) -> str:
     with redis.Redis.from_url(redis_server) as connection:
         connection.flushall()
     return redis_server
+
+
+@pytest.fixture(scope="session")
+def authorization_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthorizationServer]:
+    """A real OpenID authorization server (oidc-provider) on a free loopback port, for the session."""
+    with running_authorization_server(tmp_path_factory.mktemp("oidc")) as server:
+        yield server

@@ -68,7 +68,14 @@ def serve_on_loopback(
     ``options`` go to uvicorn's Config: ``ssl_certfile`` and ``ssl_keyfile`` serve HTTPS.
     """
     # Bound and listening now: connections queue in the backlog until uvicorn accepts them, so no wait.
-    sock = listening_socket("127.0.0.1", 0)
+    return serve_at(listening_socket("127.0.0.1", 0), app, lifespan, **options)
+
+
+def serve_at(
+    sock: socket.socket, app: Any, lifespan: str = "off", **options: Any
+) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """Serve ``app`` with uvicorn on ``sock``, a listening socket on 127.0.0.1 (bound first when the app must
+    know its own URL)."""
     config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, log_config=None, **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -382,6 +389,61 @@ def running_redis(folder: Path) -> Iterator[str]:
     threading.Thread(target=process.stdout.read, daemon=True).start()
     try:
         yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+OIDC = Path(__file__).resolve().parent / "oidc"
+KEY_ID = "test-key"
+INTROSPECTOR_SECRET = "introspector-secret-0123456789abcdef"
+
+
+@dataclass
+class AuthorizationServer:
+    """oidc-provider on loopback, signing with ``key`` (the tests sign tokens of their own with it too)."""
+
+    issuer: str
+    key: Any
+
+
+@contextmanager
+def running_authorization_server(folder: Path) -> Iterator[AuthorizationServer]:
+    """oidc-provider (tests/oidc, installed from its lock file) on a free loopback port, with a new RSA key."""
+    import json
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    node = required_service("node", "apt-get install nodejs")
+    if not (OIDC / "node_modules" / "oidc-provider").is_dir():
+        message = "oidc-provider is not installed (cd tests/oidc && npm ci); .ci/run installs it"
+        if os.environ.get("REQUIRE_TEST_SERVICES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key))
+    keys = folder / "jwks.json"
+    keys.write_text(json.dumps({"keys": [{**jwk, "kid": KEY_ID, "alg": "RS256", "use": "sig"}]}))
+    process = subprocess.Popen(
+        [node, str(OIDC / "server.mjs")],
+        env=shell_environment(OIDC_JWKS_FILE=str(keys), OIDC_INTROSPECTOR_SECRET=INTROSPECTOR_SECRET),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen = []
+    # It prints its issuer once it listens: reading that line is the only wait.
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith("issuer "):
+            break
+    else:
+        raise AssertionError("oidc-provider did not start: " + "".join(seen))
+    threading.Thread(target=process.stdout.read, daemon=True).start()
+    try:
+        yield AuthorizationServer(issuer=seen[-1].split()[1], key=key)
     finally:
         process.terminate()
         process.wait(timeout=10)

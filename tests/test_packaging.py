@@ -57,9 +57,11 @@ def test_server_json_follows_the_registry_rules() -> None:
     )
     assert package["registryType"] == "pypi" and package["identifier"] == PYPROJECT["project"]["name"]
     assert package["transport"] == {"type": "stdio"}
-    [remote] = server["remotes"]
-    assert remote["type"] == "streamable-http" and remote["url"].endswith("/mcp")
-    [authorization] = remote["headers"]
+    # The same deployment two ways: OAuth, which clients discover from the server, or a static token.
+    oauth, static = server["remotes"]
+    assert {oauth["type"], static["type"]} == {"streamable-http"} and oauth["url"] == static["url"]
+    assert oauth["url"].endswith("/mcp") and "headers" not in oauth
+    [authorization] = static["headers"]
     assert authorization["name"] == "Authorization" and authorization["isSecret"] is True
 
 
@@ -74,7 +76,8 @@ def test_server_json_declares_settings_honestly() -> None:
         for name, field in Settings.model_fields.items()
         if SecretStr in (getattr(field.annotation, "__args__", ()) or (field.annotation,))
     }
-    stdio_secrets = secret_settings - {"TEXTMAGIC_MCP_TOKENS"}  # an HTTP-only setting
+    # Settings of the HTTP transport alone: a stdio package needs none of them.
+    stdio_secrets = secret_settings - {"TEXTMAGIC_MCP_TOKENS", "TEXTMAGIC_OAUTH_CLIENT_SECRET"}
     assert stdio_secrets <= set(declared)
     assert all(declared[name].get("isSecret") is True for name in stdio_secrets)
     assert all(declared[name].get("isSecret", False) is False for name in set(declared) - stdio_secrets)

@@ -13,6 +13,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 
+from server.state.caller import reachable
 from server.state.settings import ConfigError, Settings
 from server.textmagic import TextMagicError
 from tools.deletes import (
@@ -89,14 +90,43 @@ class ResourceSpec:
 
     @property
     def handler(self) -> Callable[..., Awaitable[str]]:
-        return _explained(self.fn, ResourceError)
+        """The resource as registered: refused where its tool may not be used; TextMagic's failures explained."""
+        return _reachable_only(_explained(self.fn, ResourceError), self.tool)
 
 
 @dataclass(frozen=True)
 class PromptSpec:
     fn: Callable[..., str]
     title: str
+    # Served only with this tool, and shown only where it may be used.
     tool: str
+
+    @property
+    def handler(self) -> Callable[..., str]:
+        """The prompt as registered: refused where its tool may not be used."""
+        return _reachable_only(self.fn, self.tool)
+
+
+def _reachable_only(fn: Callable[..., Any], tool: str) -> Callable[..., Any]:
+    """``fn`` refused, as its kind of error, where ``tool`` may not be used (the request was narrowed)."""
+    refusal = f"This is not available on this connection: it goes with {tool}, which is not."
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def read(*args: Any, **kwargs: Any) -> Any:
+            if not reachable(frozenset({tool})):
+                raise ResourceError(refusal)
+            return await fn(*args, **kwargs)
+
+        return read
+
+    @functools.wraps(fn)
+    def render(*args: Any, **kwargs: Any) -> Any:
+        if not reachable(frozenset({tool})):
+            raise ValueError(refusal)
+        return fn(*args, **kwargs)
+
+    return render
 
 
 def _explained(fn: Callable[..., Awaitable[Any]], error: type[Exception]) -> Callable[..., Awaitable[Any]]:

@@ -29,6 +29,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field, StrictBool
 
 from server.state.audit import Outcome
+from server.state.caller import caller
 from server.state.confirmation import Claims, ConfirmationError, Target
 from server.state.context import AppContext, ToolContext, app_context, client_name
 from server.state.ledger import StateUnavailable
@@ -169,7 +170,7 @@ async def _plan_ids(ctx: ToolContext, app: AppContext, plan: DeletePlan, token: 
     claims = None
     if plan.confirm and token:
         # Checked before any look-up: a forged, stale or spent token costs TextMagic nothing.
-        claims = app.confirmations.verify(token, plan.tool, Target.of_ids(plan.requested))
+        claims = app.confirmations.verify(token, plan.tool, Target.of_ids(plan.requested), caller().subject)
         if refusal := await unused(app, claims):
             return replace(plan, refusal=refusal)
     sessions, missing = await look_up(ctx, app, plan.requested)
@@ -183,13 +184,15 @@ async def _plan_set(ctx: ToolContext, app: AppContext, plan: DeletePlan, token: 
         scan = await scan_sessions(ctx, plan.flt)
         return replace(plan, sessions=tuple(scan.sessions), scan_note=scan.reason)
     assert token is not None, "gate() refuses a confirmation without its token"
-    claims = app.confirmations.open(token, plan.tool)
+    claims = app.confirmations.open(token, plan.tool, caller().subject)
     if refusal := await unused(app, claims):
         return replace(plan, refusal=refusal)
     previewed = await app.previews.get(claims.nonce)
     if previewed is None:
         return replace(plan, refusal=Refusal("refused", PREVIEW_UNKNOWN))
-    app.confirmations.verify(token, plan.tool, Target.matching(plan.flt.digest(), previewed))
+    app.confirmations.verify(
+        token, plan.tool, Target.matching(plan.flt.digest(), previewed), caller().subject
+    )
     standing = await still_there(ctx, app, plan.flt, previewed)
     return replace(
         plan,
@@ -260,7 +263,7 @@ async def _preview(app: AppContext, plan: DeletePlan, audit: Audit) -> DeleteRes
             not_found_ids=list(plan.not_found[:IDS_LISTED]),
             message=f"Nothing to delete: {what}.",
         )
-    issued = app.confirmations.issue(plan.tool, plan.target())
+    issued = app.confirmations.issue(plan.tool, plan.target(), caller().subject)
     if not plan.by_ids:
         await app.previews.put(issued.nonce, plan.ids)
     audit("preview")

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from server.state.caller import caller
+
 Outcome = Literal[
     "preview",
     "refused",
@@ -60,11 +62,15 @@ class AuditLog:
         detail: str | None = None,
     ) -> None:
         listed = sorted(ids)
+        who = caller()
         entry: dict[str, object] = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "tool": tool,
             "outcome": outcome,
             "client": _bounded(client, _NAME) if client is not None else None,
+            # Who called, from the access token (never the token itself); absent over stdio.
+            "subject": _bounded(who.subject, _NAME) if who.subject is not None else None,
+            "client_id": _bounded(who.client_id, _NAME) if who.client_id is not None else None,
         }
         if delete_all:
             entry["all"] = True

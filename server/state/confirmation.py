@@ -80,18 +80,18 @@ class Confirmations:
         self._ttl = ttl_seconds
         self._clock = clock
 
-    def issue(self, operation: str, target: Target) -> IssuedToken:
+    def issue(self, operation: str, target: Target, subject: str | None = None) -> IssuedToken:
+        """A token for ``operation`` on ``target``, which only ``subject`` (the caller) can confirm with."""
         expires = int(self._clock()) + self._ttl
         nonce = secrets.token_urlsafe(12)
-        claims = _b64(
-            json.dumps({"op": operation, "t": target.digest(), "exp": expires, "n": nonce}).encode()
-        )
+        body = {"op": operation, "t": target.digest(), "exp": expires, "n": nonce, "s": _who(subject)}
+        claims = _b64(json.dumps(body).encode())
         token = f"{_VERSION}.{claims}.{self._sign(claims)}"
         return IssuedToken(token=token, expires_at=datetime.fromtimestamp(expires, UTC), nonce=nonce)
 
-    def open(self, token: str, operation: str) -> Claims:
-        """The claims of ``token``, or ConfirmationError unless it was issued here for ``operation`` and is
-        unexpired."""
+    def open(self, token: str, operation: str, subject: str | None = None) -> Claims:
+        """The claims of ``token``, or ConfirmationError unless it was issued here for ``operation`` to
+        ``subject``, and is unexpired."""
         # Tokens are ASCII by construction; anything else is tampered (a lone surrogate cannot even be encoded).
         parts = token.split(".") if len(token) <= _MAX_TOKEN_LENGTH and token.isascii() else []
         if len(parts) != 3 or parts[0] != _VERSION:
@@ -105,20 +105,25 @@ class Confirmations:
         try:
             raw = json.loads(_unb64(claims_part))
             claims = Claims(str(raw["op"]), str(raw["t"]), int(raw["exp"]), str(raw["n"]))
+            issued_to = str(raw["s"])
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise ConfirmationError(f"The confirmation token is malformed. {AGAIN}") from None
         if claims.operation != operation:
             raise ConfirmationError(
                 f"The confirmation token was issued for {claims.operation}, not {operation}. {AGAIN}"
             )
+        if not hmac.compare_digest(issued_to, _who(subject)):
+            raise ConfirmationError(
+                f"The confirmation token was issued to someone else: a preview is confirmed by whoever asked for it. {AGAIN}"
+            )
         if self._clock() >= claims.expires:
             raise ConfirmationError(f"The confirmation token expired. {AGAIN}")
         return claims
 
-    def verify(self, token: str, operation: str, target: Target) -> Claims:
+    def verify(self, token: str, operation: str, target: Target, subject: str | None = None) -> Claims:
         """The claims of ``token``, or ConfirmationError unless it was issued here for ``operation`` on exactly
-        ``target``, and is unexpired."""
-        claims = self.open(token, operation)
+        ``target`` to ``subject``, and is unexpired."""
+        claims = self.open(token, operation, subject)
         if not hmac.compare_digest(claims.target.encode(), target.digest().encode()):
             if target.matched_by is not None:
                 what = "a different filter (pass the same filter arguments as the preview)"
@@ -129,6 +134,11 @@ class Confirmations:
 
     def _sign(self, claims: str) -> str:
         return _b64(hmac.new(self._key, claims.encode(), hashlib.sha256).digest())
+
+
+def _who(subject: str | None) -> str:
+    # A digest: the token, which the model sees, need not name the person.
+    return _b64(hashlib.sha256((subject or "").encode()).digest()[:12])
 
 
 def _b64(data: bytes) -> str:

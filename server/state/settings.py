@@ -95,6 +95,26 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Origin headers accepted over HTTP, besides loopback origins (comma-separated)."
     )
+    # Kept as written: an issuer is compared as a string (RFC 8414), where a trailing slash makes another one.
+    oauth_issuer: str | None = Field(
+        None,
+        description="Issuer URL of the OAuth authorization server whose access tokens HTTP clients present.",
+    )
+    public_url: str | None = Field(
+        None, description="Base URL clients use to reach this server, e.g. https://mcp.example.com (OAuth)."
+    )
+    oauth_audience: str | None = Field(
+        None, min_length=1, description="Audience access tokens must name; default: the resource URL (OAuth)."
+    )
+    oauth_introspection_url: AnyHttpUrl | None = Field(
+        None, description="RFC 7662 introspection endpoint, for access tokens that are not JWTs (OAuth)."
+    )
+    oauth_client_id: str | None = Field(
+        None, min_length=1, description="This server's client id at the introspection endpoint."
+    )
+    oauth_client_secret: SecretStr | None = Field(
+        None, description="This server's client secret at the introspection endpoint."
+    )
 
     @field_validator("tools", "mcp_tokens", "allowed_hosts", "allowed_origins", mode="before")
     @classmethod
@@ -105,6 +125,18 @@ class Settings(BaseSettings):
                 raise ValueError("lists nothing; give values separated by commas, or leave it unset")
             return names
         return value
+
+    @field_validator("oauth_issuer", "public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urllib.parse.urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+            raise ValueError(
+                "must be an https:// URL with a host and no credentials, such as https://auth.example.com"
+            )
+        return value.strip()
 
     @field_validator("timezone")
     @classmethod
@@ -181,10 +213,50 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _oauth_complete(self) -> Settings:
+        if self.oauth_issuer is None:
+            return self
+        if self.public_url is None:
+            raise ValueError(
+                "TEXTMAGIC_OAUTH_ISSUER is set without TEXTMAGIC_PUBLIC_URL: set it to the base URL clients use to "
+                "reach this server, such as https://mcp.example.com (the resource its tokens are issued for is "
+                "that URL plus /mcp)"
+            )
+        urls = (
+            ("OAUTH_ISSUER", urllib.parse.urlsplit(self.oauth_issuer)),
+            ("OAUTH_INTROSPECTION_URL", urllib.parse.urlsplit(str(self.oauth_introspection_url or ""))),
+        )
+        for name, url in urls:
+            if url.scheme == "http" and not is_loopback(url.hostname or ""):
+                raise ValueError(
+                    f"TEXTMAGIC_{name}: plain http:// to a host that is not this machine would let anyone on the way "
+                    "forge the keys or answers that tokens are checked with; use https://"
+                )
+        if self.oauth_introspection_url is not None and not (
+            self.oauth_client_id and self.oauth_client_secret
+        ):
+            raise ValueError(
+                "TEXTMAGIC_OAUTH_INTROSPECTION_URL needs TEXTMAGIC_OAUTH_CLIENT_ID and TEXTMAGIC_OAUTH_CLIENT_SECRET: "
+                "the credentials this server introspects tokens with"
+            )
+        public = urllib.parse.urlsplit(self.public_url)
+        if public.path not in ("", "/") or public.query or public.fragment:
+            raise ValueError(
+                "TEXTMAGIC_PUBLIC_URL must be a base URL such as https://mcp.example.com, without a path, query or "
+                "fragment: the server adds /mcp"
+            )
+        return self
+
+    @property
+    def resource_url(self) -> str | None:
+        """The protected resource clients' tokens are issued for: the public URL plus /mcp (OAuth)."""
+        return f"{self.public_url.rstrip('/')}/mcp" if self.public_url else None
+
     @property
     def authenticates(self) -> bool:
         """Whether HTTP clients must present a credential: what serving beyond loopback requires."""
-        return bool(self.mcp_tokens)
+        return bool(self.mcp_tokens) or self.oauth_issuer is not None
 
     @property
     def api_root(self) -> str:

@@ -21,12 +21,18 @@ from mcp_types import (
     CompletionContext,
     InputRequiredResult,
     PromptReference,
+    Resource,
+    ResourceTemplate,
     ResourceTemplateReference,
     Tool,
+)
+from mcp_types import (
+    Prompt as MCPPrompt,
 )
 
 from server import __version__
 from server.state.audit import AuditLog
+from server.state.caller import reachable
 from server.state.confirmation import Confirmations
 from server.state.context import AppContext
 from server.state.ledger import Ledger, MemoryLedger
@@ -36,11 +42,11 @@ from server.textmagic import RateLimiter, RetryPolicy, TextMagicClient
 from server.textmagic.pacer import Pacer
 from server.textmagic.urls import without_credentials
 from server.wiring.policies import CallPolicies
-from tools.catalog import PROMPTS, RESOURCES, ResourceSpec, select_tools
+from tools.catalog import PROMPTS, RESOURCES, PromptSpec, ResourceSpec, destructive, select_tools
 from tools.outcomes import EXPLAINED
 from tools.published_schemas import lean
 from tools.resources import complete_session_id
-from tools.view import hidden_without_apps, view_extension
+from tools.view import VIEW_URI, hidden_without_apps, view_extension
 
 NAME = "textmagic-sessions"
 logger = logging.getLogger(__name__)
@@ -67,7 +73,9 @@ Nothing here reaches TextMagic; deletes only change the emulator, which resets w
 
 
 class SessionsServer(MCPServer[AppContext]):
-    """MCPServer whose every call passes the policies, and whose listing is written in few tokens.
+    """MCPServer whose every call passes the policies, whose listing is written in few tokens, and whose lists
+    show a request only what it may use (``allowed_tools``: over HTTP, narrowed by the token's scopes, the path
+    and headers): a resource or prompt goes with the tools it serves.
 
     Every transport (stdio, in-memory, HTTP) reaches tools through ``call_tool``, so what the policies refuse
     is refused everywhere.
@@ -79,6 +87,8 @@ class SessionsServer(MCPServer[AppContext]):
         # The running server's context, for endpoints outside MCP (readiness); None while stopped.
         self.live: AppContext | None = None
         self._listing: list[Tool] | None = None
+        # The tools each resource (by URI or template) and prompt (by name) goes with.
+        self._owners: dict[str, frozenset[str]] = {}
 
     async def list_tools(self) -> list[Tool]:
         # The same for every request: leaned once.
@@ -94,12 +104,30 @@ class SessionsServer(MCPServer[AppContext]):
                 )
                 for tool in await super().list_tools()
             ]
-        return self._listing
+        return [tool for tool in self._listing if reachable(frozenset({tool.name}))]
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         return await self._policies.call(name, arguments, context, super().call_tool)
+
+    async def list_resources(self) -> list[Resource]:
+        return [r for r in await super().list_resources() if self._reachable(str(r.uri))]
+
+    async def list_resource_templates(self) -> list[ResourceTemplate]:
+        return [t for t in await super().list_resource_templates() if self._reachable(t.uri_template)]
+
+    async def list_prompts(self) -> list[MCPPrompt]:
+        return [p for p in await super().list_prompts() if self._reachable(p.name)]
+
+    def tool_names(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The served tools' names, and those of them that delete."""
+        served = self._policies.served
+        return served, frozenset(name for name in served if destructive(name))
+
+    def belongs_to(self, key: str, tools: frozenset[str]) -> None:
+        """Show the resource or prompt ``key`` only where one of ``tools`` may be used."""
+        self._owners[key] = tools
 
     def register_resource(self, spec: ResourceSpec) -> None:
         # Values of these parameters are never paths: the SDK's path checks would refuse a text such as "a/../b".
@@ -111,6 +139,14 @@ class SessionsServer(MCPServer[AppContext]):
             mime_type=spec.mime_type,
             security=security,
         )(spec.handler)
+        self.belongs_to(spec.uri, frozenset({spec.tool}))
+
+    def register_prompt(self, spec: PromptSpec) -> None:
+        self.add_prompt(Prompt.from_function(spec.handler, name=spec.fn.__name__, title=spec.title))
+        self.belongs_to(spec.fn.__name__, frozenset({spec.tool}))
+
+    def _reachable(self, key: str) -> bool:
+        return reachable(self._owners.get(key, frozenset()))
 
 
 def build_server(settings: Settings, *, retry: RetryPolicy | None = None) -> SessionsServer:
@@ -143,7 +179,8 @@ def build_server(settings: Settings, *, retry: RetryPolicy | None = None) -> Ses
             server.register_resource(resource)
     for prompt in PROMPTS:
         if prompt.tool in names:
-            server.add_prompt(Prompt.from_function(prompt.fn, title=prompt.title))
+            server.register_prompt(prompt)
+    server.belongs_to(VIEW_URI, frozenset(spec.name for spec in served if spec.viewed))
 
     async def complete(
         ref: PromptReference | ResourceTemplateReference,
@@ -217,7 +254,35 @@ def _lifespan(settings: Settings, audit: AuditLog, retry: RetryPolicy | None) ->
                 running.live = None
         logger.info("closed the TextMagic client")
 
-    return lifespan
+    return shared(lifespan)
+
+
+def shared(lifespan: Lifespan) -> Lifespan:
+    """``lifespan`` entered once however many enter it: over HTTP, each kind of answer (JSON, stream) has a
+    session manager that enters the server's lifespan, and both must use the one TextMagic client and state.
+    They are nested, so the first to enter is the last to leave, and closes it."""
+    users = 0
+    context: AppContext | None = None
+
+    @asynccontextmanager
+    async def entered(running: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
+        nonlocal users, context
+        if users:
+            assert context is not None
+            users += 1
+            try:
+                yield context
+            finally:
+                users -= 1
+            return
+        async with lifespan(running) as made:
+            context, users = made, 1
+            try:
+                yield made
+            finally:
+                context, users = None, 0
+
+    return entered
 
 
 def _audit_log(settings: Settings) -> AuditLog:

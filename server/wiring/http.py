@@ -12,7 +12,6 @@ dropped (``GuardedH11Protocol``). A client whose request arrived is served, whoe
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import multiprocessing
 import os
@@ -21,26 +20,31 @@ import signal
 import socket
 import sys
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 import anyio
+from mcp.server.auth.handlers.metadata import ProtectedResourceMetadataHandler
+from mcp.server.auth.routes import cors_middleware
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.datastructures import Headers
+from mcp.shared.auth import ProtectedResourceMetadata
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from server import __version__
+from server.state.caller import READ_SCOPE, SCOPES
 from server.state.settings import ConfigError, Settings, load_settings
 from server.textmagic import TextMagicError
 from server.textmagic.urls import is_loopback
+from server.wiring.access import MCP_PATH, READONLY_PATH, Authenticated, Narrowed, Resources
 from server.wiring.app import SessionsServer, build_server
+from server.wiring.auth import AccessTokens, IssuerUnavailable, TokenRefused
 
-MCP_PATH = "/mcp"
-# Answer without a token: load balancers probe them, and they reveal nothing but health.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 READY_CACHE_SECONDS = 10.0
 # Seconds a connection may take to send a request's headers, the first or the next on a kept-alive one.
@@ -54,15 +58,14 @@ logger = logging.getLogger(__name__)
 
 
 def http_app(server: SessionsServer, settings: Settings, *, on_loopback: bool) -> ASGIApp:
-    """The ASGI application serving ``server`` at /mcp, with /healthz and /readyz beside it.
+    """The ASGI application serving ``server`` at /mcp and /mcp/readonly, with /healthz, /readyz and, with
+    OAuth, the protected resource metadata beside them.
 
     ``on_loopback``: the server listens on a loopback address only. Only then are loopback names accepted in
     ``Host`` and ``Origin`` without being listed: on any other address a client could send them to pass as local.
     """
-    tokens = [token.get_secret_value() for token in settings.mcp_tokens]
-    readiness = Readiness(server, tokens)
-    server.custom_route("/healthz", methods=["GET"])(healthz)
-    server.custom_route("/readyz", methods=["GET"])(readiness.endpoint)
+    tokens = AccessTokens.of(settings) if settings.authenticates else None
+    resources = Resources.of(settings)
     local_hosts = [*LOOPBACK_HOSTS, *(f"{host}:*" for host in LOOPBACK_HOSTS)] if on_loopback else []
     local_origins = (
         [f"http://{host}{port}" for host in LOOPBACK_HOSTS for port in ("", ":*")] if on_loopback else []
@@ -72,15 +75,71 @@ def http_app(server: SessionsServer, settings: Settings, *, on_loopback: bool) -
         allowed_hosts=[*local_hosts, *settings.allowed_hosts],
         allowed_origins=[*local_origins, *settings.allowed_origins],
     )
-    app = server.streamable_http_app(
-        streamable_http_path=MCP_PATH,
-        json_response=True,
-        stateless_http=True,
-        transport_security=security,
-        host=settings.host,
+    # Two answers to a call: one JSON body, or an event stream for a client that asked for progress.
+    json_answer, streamed = (
+        server.streamable_http_app(
+            streamable_http_path=MCP_PATH,
+            json_response=json_response,
+            stateless_http=True,
+            transport_security=security,
+            host=settings.host,
+        )
+        for json_response in (True, False)
     )
-    guarded = CancelOnDisconnect(app)
-    return BearerAuth(guarded, tokens) if tokens else guarded
+    served, destructive = server.tool_names()
+    mcp: ASGIApp = CancelOnDisconnect(
+        Narrowed(
+            lambda call: streamed if call.wants_progress else json_answer, served, destructive, resources
+        )
+    )
+    if tokens is not None:
+        mcp = Authenticated(mcp, tokens, resources)
+    readiness = Readiness(server, tokens)
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readiness.endpoint, methods=["GET"]),
+        Route(MCP_PATH, mcp),
+        Route(READONLY_PATH, mcp),
+    ]
+    if resources is not None and settings.oauth_issuer is not None:
+        routes += resource_metadata_routes(resources, settings.oauth_issuer)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # Each answer's session manager enters the server's lifespan; the server shares one between them.
+        async with (
+            json_answer.router.lifespan_context(json_answer),
+            streamed.router.lifespan_context(streamed),
+        ):
+            yield
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def resource_metadata_routes(resources: Resources, issuer: str) -> list[Route]:
+    """RFC 9728 metadata of /mcp and /mcp/readonly, served by the SDK's handler, and of /mcp at the bare
+    well-known path too, for clients that look there first."""
+    routes = []
+    for path, well_known in (
+        (MCP_PATH, resources.metadata_path(MCP_PATH)),
+        (READONLY_PATH, resources.metadata_path(READONLY_PATH)),
+        (MCP_PATH, "/.well-known/oauth-protected-resource"),
+    ):
+        metadata = ProtectedResourceMetadata.model_validate(
+            {
+                "resource": resources.url(path),
+                # As written: an issuer is compared as a string, and the model keeps it so.
+                "authorization_servers": [issuer],
+                "scopes_supported": list(SCOPES if path == MCP_PATH else (READ_SCOPE,)),
+                "resource_name": "TextMagic message sessions"
+                + (" (read-only)" if path == READONLY_PATH else ""),
+            }
+        )
+        handler = ProtectedResourceMetadataHandler(metadata)
+        routes.append(
+            Route(well_known, cors_middleware(handler.handle, ["GET", "OPTIONS"]), methods=["GET", "OPTIONS"])
+        )
+    return routes
 
 
 async def healthz(_request: Request) -> JSONResponse:
@@ -89,11 +148,11 @@ async def healthz(_request: Request) -> JSONResponse:
 
 class Readiness:
     """Answers /readyz: do the TextMagic credentials work? One cheap call at a time, its answer kept briefly and
-    shared by every probe meanwhile; why it is not ready only for a caller with one of the server's tokens."""
+    shared by every probe meanwhile; why it is not ready only for a caller with a token this server accepts."""
 
-    def __init__(self, server: SessionsServer, tokens: Sequence[str]) -> None:
+    def __init__(self, server: SessionsServer, tokens: AccessTokens | None) -> None:
         self._server = server
-        self._tokens = [token.encode() for token in tokens]
+        self._tokens = tokens
         self._checked_at = float("-inf")
         self._problem: str | None = None
         self._checking = anyio.Lock()
@@ -106,17 +165,21 @@ class Readiness:
                 self._checked_at = anyio.current_time()
                 if self._problem:
                     logger.warning("not ready: %s", self._problem)
-        told = self._authenticated(request)
+        told = await self._authenticated(request)
         if self._problem:
             body = {"status": "not ready", **({"reason": self._problem} if told else {})}
             return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ready", **({"version": __version__} if told else {})})
 
-    def _authenticated(self, request: Request) -> bool:
+    async def _authenticated(self, request: Request) -> bool:
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-        candidate = presented.strip().encode()
-        matches = [hmac.compare_digest(candidate, token) for token in self._tokens]
-        return scheme.lower() == "bearer" and any(matches)
+        if self._tokens is None or scheme.lower() != "bearer" or not presented.strip():
+            return False
+        try:
+            await self._tokens.check(presented.strip(), self._tokens.audiences)
+        except (TokenRefused, IssuerUnavailable):
+            return False
+        return True
 
     async def _check(self) -> str | None:
         live = self._server.live
@@ -165,39 +228,6 @@ class CancelOnDisconnect:
             await self._app(scope, tracked_receive, send)
             finished = True
             group.cancel_scope.cancel()
-
-
-class BearerAuth:
-    """Lets a request past only with one of the configured bearer tokens (health endpoints excepted)."""
-
-    def __init__(self, app: ASGIApp, tokens: Sequence[str]) -> None:
-        self._app = app
-        self._tokens = [token.encode() for token in tokens]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
-            await self._app(scope, receive, send)
-            return
-        scheme, _, presented = Headers(scope=scope).get("authorization", "").partition(" ")
-        candidate = presented.strip().encode()
-        # Every token is compared, each in constant time, so timing tells nothing about any of them.
-        matches = [hmac.compare_digest(candidate, token) for token in self._tokens]
-        if scheme.lower() == "bearer" and any(matches):
-            await self._app(scope, receive, send)
-            return
-        challenge = 'Bearer realm="textmagic-sessions-mcp"'
-        if candidate:
-            challenge += ', error="invalid_token"'
-        response = JSONResponse(
-            {
-                "error": "invalid_token" if candidate else "unauthorized",
-                "error_description": "Send one of the server's tokens (TEXTMAGIC_MCP_TOKENS) as "
-                "'Authorization: Bearer <token>'.",
-            },
-            status_code=401,
-            headers={"WWW-Authenticate": challenge},
-        )
-        await response(scope, receive, send)
 
 
 def app_from_environment() -> ASGIApp:

@@ -23,6 +23,7 @@ from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import ValidationError
 
 from server.state.audit import AuditLog
+from server.state.caller import allowed_tools, caller
 from server.state.context import AppContext, client_name
 from server.textmagic import track_statuses
 from tools.catalog import destructive
@@ -45,6 +46,10 @@ class CallPolicies:
         self._audit = audit
         self._tools = tools
         self._refusals = refusals
+
+    @property
+    def served(self) -> frozenset[str]:
+        return frozenset(self._tools)
 
     async def call(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None, run: Run
@@ -71,11 +76,14 @@ class CallPolicies:
             raise
         finally:
             if call_log.isEnabledFor(logging.INFO):
+                who = caller()
                 line = {
                     "tool": name,
                     "outcome": outcome,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                     "textmagic_status": statuses,
+                    "subject": who.subject,
+                    "client_id": who.client_id,
                 }
                 call_log.info(json.dumps(line))
 
@@ -83,6 +91,12 @@ class CallPolicies:
         """Why the call must not reach its tool, or None."""
         if name in self._refusals:
             return self._refusals[name]
+        allowed = allowed_tools.get()
+        if allowed is not None and name in self._tools and name not in allowed:
+            return (
+                f"{name} is not available on this connection (its path, headers or the access token's scopes "
+                "leave it out). Nothing was done."
+            )
         tool = self._tools.get(name)
         if tool is None:
             # The SDK answers for a tool it does not know.
