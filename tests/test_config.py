@@ -67,3 +67,43 @@ def test_invalid_values_fail_naming_the_variable(
         load_settings(sandbox=True)
     assert expected in str(caught.value)
     assert "SECRET" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"oauth_issuer": "https://auth.example.com"}, "without TEXTMAGIC_PUBLIC_URL"),
+        (
+            {"oauth_issuer": "http://auth.example.com", "public_url": "https://mcp.example.com"},
+            "TEXTMAGIC_OAUTH_ISSUER: plain http://",
+        ),
+        (
+            {"oauth_issuer": "https://auth.example.com", "public_url": "https://mcp.example.com/mcp"},
+            "TEXTMAGIC_PUBLIC_URL must be a base URL",
+        ),
+        (
+            {
+                "oauth_issuer": "https://auth.example.com",
+                "public_url": "https://mcp.example.com",
+                "oauth_introspection_url": "https://auth.example.com/introspect",
+            },
+            "needs TEXTMAGIC_OAUTH_CLIENT_ID and TEXTMAGIC_OAUTH_CLIENT_SECRET",
+        ),
+        (
+            {"oauth_issuer": "https://user:pw@auth.example.com"},
+            "TEXTMAGIC_OAUTH_ISSUER: must be an https:// URL",
+        ),
+    ],
+)
+def test_oauth_settings_that_cannot_work_stop_the_start(overrides: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(sandbox=True, **overrides)
+    assert expected in str(caught.value) and "pw" not in str(caught.value)
+
+
+def test_oauth_is_authentication_and_keeps_the_issuer_as_written() -> None:
+    settings = load_settings(
+        sandbox=True, oauth_issuer="https://tenant.auth0.com/", public_url="https://mcp.example.com/"
+    )
+    assert settings.authenticates and settings.oauth_issuer == "https://tenant.auth0.com/"
+    assert settings.resource_url == "https://mcp.example.com/mcp"

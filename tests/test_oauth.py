@@ -417,8 +417,9 @@ async def test_a_client_that_knows_only_the_url_signs_in_and_calls(
     assert emulator.deleted_ids == []
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_progress_reaches_http_clients_that_ask_for_it(
-    protected: str, authorization_server: AuthorizationServer
+    protected: str, authorization_server: AuthorizationServer, mode: str
 ) -> None:
     token = mint(authorization_server, f"{protected}/mcp")
     progress: list[float] = []
@@ -428,7 +429,7 @@ async def test_progress_reaches_http_clients_that_ask_for_it(
 
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http,
-        Client(streamable_http_client(f"{protected}/mcp", http_client=http), mode="legacy") as client,
+        Client(streamable_http_client(f"{protected}/mcp", http_client=http), mode=mode) as client,
     ):
         report = await client.call_tool(
             "get_delivery_report", {"since": "2026-11-01"}, progress_callback=on_progress
