@@ -133,8 +133,8 @@ class Failures:
 async def failed_recipients(ctx: ToolContext, query: FailuresQuery) -> tuple[list[FailedRecipient], Scope]:
     scope = await scope_of(ctx, query.id, query.sessions)
     failures = Failures(frozenset(query.statuses or FAILED_OR_REJECTED))
-    await each_message_page(ctx, scope.sessions, failures.add, include_deleted=False)
-    return failures.recipients(exclude_delivered_later=query.exclude_delivered_later), scope
+    reading = await each_message_page(ctx, scope.sessions, failures.add, include_deleted=False)
+    return failures.recipients(exclude_delivered_later=query.exclude_delivered_later), scope.after(reading)
 
 
 @with_filter

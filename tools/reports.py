@@ -8,7 +8,8 @@ call returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from server.state.context import ToolContext, app_context
+from server.textmagic import current_budget
 from server.textmagic.models import MessageOut, MessageSession, parse_time
 from tools.filters import NARROWING_NAMES, SessionFilter, SessionQuery, with_filter
 from tools.models import (
@@ -31,7 +33,7 @@ from tools.models import (
 )
 from tools.outcomes import Counter, bucket
 from tools.render import as_result
-from tools.scan import each_message_page, scan_sessions
+from tools.scan import PAGE, Reading, each_message_page, scan_sessions
 from tools.view import VIEW_FAILED, VIEW_GROUPS, view_meta
 
 # Messages one report reads at most (newest sessions first): a thousand pages, twenty seconds at the rate limit.
@@ -55,8 +57,16 @@ class Scope:
     complete: bool = True
     reason: str | None = None
 
+    def after(self, reading: Reading) -> Scope:
+        """The scope as far as reading its messages got."""
+        if reading.complete:
+            return self
+        return replace(self, complete=False, reason="; ".join(filter(None, (self.reason, reading.reason))))
+
 
 async def scope_of(ctx: ToolContext, id: int | None, query: SessionQuery) -> Scope:
+    """The sessions to read: one by id, or the newest the filter matches that fit in the call's bounds (its
+    budget of requests to TextMagic, and MAX_MESSAGES), saying so when that is not all of them."""
     app = app_context(ctx)
     flt = SessionFilter.of(query, app.settings.timezone)
     if id is not None:
@@ -66,14 +76,25 @@ async def scope_of(ctx: ToolContext, id: int | None, query: SessionQuery) -> Sco
             )
         return Scope([await app.textmagic.get_session(id)], flt, by_id=True)
     scan = await scan_sessions(ctx, flt)
+    budget = current_budget()
+    requests_left = budget.left if budget is not None else None
     kept: list[MessageSession] = []
-    total = 0
+    messages = requests = 0
     for session in scan.sessions:
-        total += session.numbers_count or 0
-        if kept and total > MAX_MESSAGES:
+        messages += session.numbers_count or 0
+        # Each session costs its pages of messages, one at least.
+        requests += max(1, math.ceil((session.numbers_count or 0) / PAGE))
+        over_budget = requests_left is not None and requests > requests_left
+        if kept and (messages > MAX_MESSAGES or over_budget):
+            bound = (
+                f"the call's budget of {budget.limit} requests to TextMagic, TEXTMAGIC_CALL_BUDGET"
+                if over_budget and budget is not None
+                else f"at most {MAX_MESSAGES} messages a call"
+            )
+            reached = kept[-1].start_time or "an unknown time"
             reason = (
-                f"covers the newest {len(kept)} of {len(scan.sessions)} matched sessions (at most {MAX_MESSAGES} "
-                "messages a call); narrow the filter for the rest"
+                f"covers the newest {len(kept)} of {len(scan.sessions)} matched sessions, back to {reached} "
+                f"({bound}); narrow the filter (since, until) for the rest"
             )
             return Scope(kept, flt, by_id=False, complete=False, reason=reason)
         kept.append(session)
@@ -176,11 +197,11 @@ async def delivery_report(
 async def tally_messages(
     ctx: ToolContext, id: int | None, query: SessionQuery, group_by: list[GroupBy], include_deleted: bool
 ) -> tuple[Scope, Tally]:
-    """Every message of the sessions in scope, read and tallied."""
+    """Every message of the sessions in scope, read and tallied (as far as the call's budget allows)."""
     scope = await scope_of(ctx, id, query)
     tally = Tally(scope.flt, list(dict.fromkeys(group_by)))
-    await each_message_page(ctx, scope.sessions, tally.add, include_deleted=include_deleted)
-    return scope, tally
+    reading = await each_message_page(ctx, scope.sessions, tally.add, include_deleted=include_deleted)
+    return scope.after(reading), tally
 
 
 def report_of(scope: Scope, tally: Tally, group_by: list[GroupBy], failed_limit: int) -> DeliveryReport:

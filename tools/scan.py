@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -17,7 +18,7 @@ import anyio
 import anyio.abc
 
 from server.state.context import ToolContext, app_context
-from server.textmagic import TextMagicError
+from server.textmagic import BudgetSpent, TextMagicError
 from server.textmagic.models import MessageOut, MessageSession, SessionsPage
 from tools.filters import SessionFilter
 
@@ -67,9 +68,18 @@ async def scan_sessions(ctx: ToolContext, flt: SessionFilter) -> Scan:
             break
         window = min(window * 2, CONCURRENT_PAGES) if flt.start is not None else CONCURRENT_PAGES
         numbers = range(number + 1, min(number + window, last_page) + 1)
-        pages = await gather(
-            [functools.partial(app.textmagic.list_sessions, page=n, limit=PAGE) for n in numbers]
-        )
+        try:
+            pages = await gather(
+                [functools.partial(app.textmagic.list_sessions, page=n, limit=PAGE) for n in numbers]
+            )
+        except BudgetSpent:
+            return Scan(
+                matched,
+                scanned,
+                complete=False,
+                reason=f"stopped at this call's budget of requests to TextMagic (TEXTMAGIC_CALL_BUDGET) after the "
+                f"newest {scanned} sessions; narrow the filter with since and until",
+            )
         number = numbers[-1]
     if first.page_count > last_page:
         return Scan(
@@ -82,46 +92,100 @@ async def scan_sessions(ctx: ToolContext, flt: SessionFilter) -> Scan:
     return Scan(matched, scanned, complete=True)
 
 
+@dataclass(frozen=True)
+class Reading:
+    """How far reading the messages of some sessions got."""
+
+    pages: int
+    messages: int
+    # Sessions whose every page was read.
+    sessions: int
+    complete: bool = True
+    reason: str | None = None
+
+
 async def each_message_page(
     ctx: ToolContext,
     sessions: Sequence[MessageSession],
     consume: Callable[[MessageSession, list[MessageOut]], None],
     *,
     include_deleted: bool,
-) -> int:
-    """Hand every page of messages of ``sessions`` to ``consume`` as it arrives; the number of pages read."""
-    app = app_context(ctx)
-    limiter = anyio.CapacityLimiter(CONCURRENT_PAGES)
-    read = 0
-    expected = len(sessions)
-    failures: list[TextMagicError] = []
+) -> Reading:
+    """Hand every page of messages of ``sessions`` to ``consume`` as it arrives.
 
-    async def fetch(session: MessageSession, number: int, group: anyio.abc.TaskGroup) -> None:
-        nonlocal read, expected
-        async with limiter:
+    CONCURRENT_PAGES workers take the pages in turn: every session's first page, then the further pages each
+    first page announced. Those are kept as a range per session, never as a task or an entry per page, so
+    memory stays flat whatever page count TextMagic claims; the call's budget bounds the requests. When the
+    budget is spent, what was read stands and the reading says how far it got.
+    """
+    app = app_context(ctx)
+    # Pages still to read: [session, next page, last page], the first pages of all sessions first.
+    todo: deque[list[Any]] = deque([session, 1, 1] for session in sessions)
+    left = {session.id: 1 for session in sessions}
+    expected = len(sessions)
+    read = messages = busy = 0
+    stopped: BudgetSpent | None = None
+    failures: list[TextMagicError] = []
+    turn = anyio.Condition()
+
+    async def worker(group: anyio.abc.TaskGroup) -> None:
+        nonlocal read, messages, busy, expected, stopped
+        while True:
+            async with turn:
+                # A first page in flight may still announce more pages.
+                while not todo and busy:
+                    await turn.wait()
+                if not todo:
+                    return
+                session, number, last = todo[0]
+                if number >= last:
+                    todo.popleft()
+                else:
+                    todo[0][1] += 1
+                busy += 1
             try:
                 page = await app.textmagic.get_session_messages(
                     session.id, page=number, limit=PAGE, statuses=None, include_deleted=include_deleted
                 )
+            except BudgetSpent as spent:
+                stopped = spent
+                group.cancel_scope.cancel()
+                return
             except TextMagicError as exc:
                 # Kept aside rather than raised: a task group would wrap it, and the model lose the explanation.
                 failures.append(exc)
                 group.cancel_scope.cancel()
                 return
-        if number == 1:
-            expected += max(page.page_count - 1, 0)
-            for later in range(2, page.page_count + 1):
-                group.start_soon(fetch, session, later, group)
-        consume(session, page.resources)
-        read += 1
-        await ctx.report_progress(read, expected, f"{read} of {expected} pages read")
+            async with turn:
+                busy -= 1
+                if number == 1 and page.page_count > 1:
+                    todo.append([session, 2, page.page_count])
+                    left[session.id] += page.page_count - 1
+                    expected += page.page_count - 1
+                left[session.id] -= 1
+                turn.notify_all()
+            consume(session, page.resources)
+            read += 1
+            messages += len(page.resources)
+            await ctx.report_progress(read, expected, f"{read} of {expected} pages read")
 
     async with anyio.create_task_group() as group:
-        for session in sessions:
-            group.start_soon(fetch, session, 1, group)
+        for _ in range(min(CONCURRENT_PAGES, len(sessions))):
+            group.start_soon(worker, group)
     if failures:
         raise failures[0]
-    return read
+    done = sum(1 for count in left.values() if count == 0)
+    if stopped is None:
+        return Reading(read, messages, done)
+    return Reading(
+        read,
+        messages,
+        done,
+        complete=False,
+        reason=f"stopped at this call's budget of requests to TextMagic (TEXTMAGIC_CALL_BUDGET) after {messages} "
+        f"messages; {done} of {len(sessions)} sessions were read in full. Narrow the filter (since, until, text) "
+        "or ask about one session for a complete answer",
+    )
 
 
 async def gather(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:

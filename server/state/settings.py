@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     timezone: str = Field(
         "UTC", min_length=1, description="IANA time zone in which dates given to the tools are read."
     )
+    call_budget: int = Field(
+        3000,
+        ge=10,
+        le=1_000_000,
+        description="Requests to TextMagic one read call may make; beyond it the answer says what it covered.",
+    )
     scan_limit: int = Field(
         10_000, ge=100, le=1_000_000, description="Sessions a filter may read before it stops, newest first."
     )

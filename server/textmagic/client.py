@@ -18,6 +18,7 @@ import httpx2
 from pydantic import BaseModel, ValidationError
 
 from server import __version__
+from server.textmagic.budget import current_budget
 from server.textmagic.errors import (
     Failure,
     given_up,
@@ -213,8 +214,11 @@ class TextMagicClient:
         started = anyio.current_time()
         attempts = 0
         maybe_received = False
+        budget = current_budget()
         while True:
             attempts += 1
+            if budget is not None:
+                budget.spend()
             await self._pacer.wait()
             outcome = await self._attempt(method, path, params, json)
             if isinstance(outcome, httpx2.Response):

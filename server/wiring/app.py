@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx2
 from mcp.server import MCPServer
+from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, RequestStateSecurity, ResourceSecurity
 from mcp.server.mcpserver.prompts import Prompt
 from mcp_types import (
@@ -29,6 +30,7 @@ from mcp_types import (
 from mcp_types import (
     Prompt as MCPPrompt,
 )
+from pydantic import AnyUrl
 
 from server import __version__
 from server.state.audit import AuditLog
@@ -111,6 +113,12 @@ class SessionsServer(MCPServer[AppContext]):
     ) -> CallToolResult | InputRequiredResult:
         return await self._policies.call(name, arguments, context, super().call_tool)
 
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[AppContext, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        self._policies.start_read()
+        return await super().read_resource(uri, context)
+
     async def list_resources(self) -> list[Resource]:
         return [r for r in await super().list_resources() if self._reachable(str(r.uri))]
 
@@ -168,7 +176,7 @@ def build_server(settings: Settings, *, retry: RetryPolicy | None = None) -> Ses
         version=__version__,
         lifespan=_lifespan(settings, audit, retry),
         tools=tools,
-        policies=CallPolicies(audit, {tool.name: tool for tool in tools}, refusals),
+        policies=CallPolicies(audit, {tool.name: tool for tool in tools}, refusals, settings.call_budget),
         request_state_security=_request_state_security(settings),
         extensions=[view_extension()] if any(spec.viewed for spec in served) else None,
         middleware=[hidden_without_apps],

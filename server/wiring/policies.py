@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from server.state.audit import AuditLog
 from server.state.caller import allowed_tools, caller
 from server.state.context import AppContext, client_name
-from server.textmagic import track_statuses
+from server.textmagic import spend_at_most, track_statuses
 from tools.catalog import destructive
 
 call_log = logging.getLogger("server.calls")
@@ -42,10 +42,17 @@ class CallPolicies:
     """The checks and the log line around each call; ``tools`` are the served tools, ``refusals`` what a call to
     each tool left out gets."""
 
-    def __init__(self, audit: AuditLog, tools: Mapping[str, Tool], refusals: Mapping[str, str]) -> None:
+    def __init__(
+        self, audit: AuditLog, tools: Mapping[str, Tool], refusals: Mapping[str, str], call_budget: int
+    ) -> None:
         self._audit = audit
         self._tools = tools
         self._refusals = refusals
+        self._call_budget = call_budget
+
+    def start_read(self) -> None:
+        """A read (a tool, a resource) begins: its requests to TextMagic take from a budget of their own."""
+        spend_at_most(self._call_budget)
 
     @property
     def served(self) -> frozenset[str]:
@@ -57,6 +64,9 @@ class CallPolicies:
         """``run`` the call unless a policy refuses it, and log how it went."""
         # One line per call: never the arguments, which may hold ids, tokens or worse.
         statuses = track_statuses()
+        if not destructive(name):
+            # A delete is never cut off midway; a read stops at its budget and says what it covered.
+            self.start_read()
         started = time.perf_counter()
         outcome = "error"
         try:
