@@ -57,9 +57,12 @@ def make_server(served: ServedEmulator, emulator: Emulator, servers: dict[Any, S
     """A server on the test account at the emulator: keyword arguments are settings to override, and ``retry``
     a retry policy (by default the settings' one, with short waits)."""
 
-    def make(retry: RetryPolicy | None = None, **overrides: Any) -> SessionsServer:
+    def make(retry: RetryPolicy | None = None, fresh: bool = False, **overrides: Any) -> SessionsServer:
+        """``fresh``: a server no other test shares (one told to hold off, say)."""
         # Proxy variables are read when the server is built: servers differ by them too.
         key = (retry, tuple(sorted(overrides.items())), tuple(sorted(getproxies_environment().items())))
+        if fresh:
+            servers.pop(key, None)
         if key not in servers:
             # No practical rate limit unless a test asks for one: pacing has tests of its own.
             account = {"username": USERNAME, "api_key": API_KEY, "base_url": served.url, "timeout": 5}
@@ -68,7 +71,7 @@ def make_server(served: ServedEmulator, emulator: Emulator, servers: dict[Any, S
                 budget=settings.retry_budget, max_attempts=settings.retry_attempts, **QUICK_RETRY
             )
             servers[key] = build_server(settings, retry=retry or quick)
-        return servers[key]
+        return servers.pop(key) if fresh else servers[key]
 
     return make
 

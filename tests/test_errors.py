@@ -53,8 +53,7 @@ async def test_validation_errors_from_textmagic(make_server: Any, emulator: Emul
 
 
 @pytest.mark.parametrize(
-    ("status", "expected"),
-    [(429, "rate limit"), (500, "internal error"), (503, "maintenance"), (502, "internal error")],
+    ("status", "expected"), [(500, "internal error"), (503, "maintenance"), (502, "internal error")]
 )
 async def test_temporary_failures_say_so(
     make_server: Any, emulator: Emulator, status: int, expected: str
@@ -122,3 +121,27 @@ async def test_invalid_arguments_never_reach_textmagic(
     assert expected in text
     assert tm_requests(emulator) == []
     assert emulator.deleted_ids == []
+
+
+async def test_a_burst_of_429s_is_waited_out_not_failed(make_server: Any, emulator: Emulator) -> None:
+    # Refused for the rate limit, a request was not carried out: it is tried again for as long as the retry
+    # budget lasts, however many attempts that takes, while the pacer slows down.
+    emulator.fail_next(429, times=6)
+    async with connect(make_server(retry_attempts=2)) as client:
+        result = await client.call_tool("get_all_message_sessions", {})
+    assert not result.is_error, text_of(result)
+    assert len(tm_requests(emulator)) == 7
+
+
+async def test_a_hold_off_longer_than_a_call_waits_fails_at_once_saying_when(
+    make_server: Any, emulator: Emulator
+) -> None:
+    emulator.fail_next(429, headers={"Retry-After": "120"})
+    server = make_server(retry_budget=2, fresh=True)
+    async with connect(server) as client:
+        first = await client.call_tool("get_all_message_sessions", {})
+        # The whole process holds off now: the next call is not sent, and says when to try again.
+        second = await client.call_tool("get_message_session", {"id": 1})
+    assert first.is_error and "TextMagic asked to wait 120 s" in text_of(first)
+    assert second.is_error and "asked to wait 12" in text_of(second) and "try again in" in text_of(second)
+    assert len(tm_requests(emulator)) == 1

@@ -75,7 +75,8 @@ async def test_retry_after_beyond_the_budget_gives_up_at_once(
     later = datetime.now(UTC) + timedelta(minutes=2)
     retry_after = "120" if form == "seconds" else format_datetime(later, usegmt=True)
     emulator.fail_next(429, headers={"Retry-After": retry_after}, times=5)
-    result = await call(make_server(), "get_all_message_sessions", {})
+    # A server of its own: the hold-off it is told of holds its whole process off for two minutes.
+    result = await call(make_server(fresh=True), "get_all_message_sessions", {})
     assert result.is_error and sent(emulator, "GET") == 1
     assert "Tried 1 time" in text_of(result) and "Retry-After" in text_of(result)
     assert "rate limit" in text_of(result) and "temporary" in text_of(result)
@@ -501,7 +502,7 @@ async def test_pacer_keeps_any_second_under_the_limit() -> None:
 
     pacer = RateLimiter(3, clock=lambda: now[0], sleep=sleep)
     for _ in range(7):
-        await pacer.wait()
+        await pacer.wait(at_most=60)
         started.append(now[0])
         now[0] += 0.01
     # A burst of three goes at once; each later request waits for the oldest of its window to age out.
@@ -520,6 +521,30 @@ async def test_pacer_below_one_request_per_second() -> None:
         now[0] += seconds
 
     pacer = RateLimiter(0.5, clock=lambda: now[0], sleep=sleep)
-    await pacer.wait()
-    await pacer.wait()
+    await pacer.wait(at_most=60)
+    await pacer.wait(at_most=60)
     assert now[0] == pytest.approx(2.04)
+
+
+async def test_a_429_slows_the_pacer_holds_everyone_off_and_it_recovers() -> None:
+    now = [100.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    pacer = RateLimiter(10, clock=lambda: now[0], sleep=sleep)
+    await pacer.throttled(retry_after=2.0)
+    await pacer.throttled(retry_after=None)  # the same burst: halved once
+    started = []
+    for _ in range(6):
+        await pacer.wait(at_most=60)
+        started.append(now[0])
+    # Nothing before the hold-off ends; then five a window, half the rate.
+    assert started[0] == pytest.approx(102.0)
+    assert started[4] == pytest.approx(102.0) and started[5] > 102.5
+    assert pacer.backoff.share() < 1.0
+    now[0] += 60
+    assert pacer.backoff.share() == 1.0
+    with pytest.raises(TextMagicError, match="asked to wait 30 s"):
+        await pacer.throttled(retry_after=30.0)
+        await pacer.wait(at_most=10)

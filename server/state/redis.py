@@ -19,7 +19,8 @@ import anyio
 
 from server.state.ledger import StateUnavailable
 from server.state.settings import ConfigError
-from server.textmagic.pacer import Pacer, window_of
+from server.textmagic.errors import RateLimited
+from server.textmagic.pacer import BACKOFF, FLOOR, HALVING_INTERVAL, RECOVERY_PER_SECOND, Pacer, window_of
 from server.textmagic.urls import without_credentials
 
 logger = logging.getLogger(__name__)
@@ -27,20 +28,50 @@ PREFIX = "textmagic-sessions-mcp"
 # Seconds to wait for Redis: it is on the same network as the replicas, or it is down.
 TIMEOUT = 2.0
 
-# A sliding window of request start times, kept in Redis's clock: if there is room, take it (0); else, how many
-# microseconds until the oldest start leaves the window.
+# A sliding window of request start times, kept in Redis's clock, its capacity cut by the shared backoff (KEYS[2]:
+# the share of the rate, when it was set, and until when every replica holds off): if there is room, take it
+# (0); else, how many microseconds to wait.
 _TAKE = """
 local now = redis.call('TIME')
 local t = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local paused = tonumber(redis.call('HGET', KEYS[2], 'paused') or '0')
+if paused > t then
+  return paused - t
+end
+local share = tonumber(redis.call('HGET', KEYS[2], 'share') or '1')
+local since = tonumber(redis.call('HGET', KEYS[2], 'since') or '0')
+share = math.min(1, share + (t - since) / 1000000 * tonumber(ARGV[4]))
+local capacity = math.max(1, math.floor(tonumber(ARGV[1]) * share))
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+if redis.call('ZCARD', KEYS[1]) < capacity then
   redis.call('ZADD', KEYS[1], t, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
   return 0
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local oldest = redis.call('ZRANGE', KEYS[1], -capacity, -capacity, 'WITHSCORES')
 return math.max(1, tonumber(oldest[2]) + window - t)
+"""
+
+# TextMagic answered 429 to a replica: halve the shared rate (once a second at most), hold every replica off
+# for Retry-After (ARGV[1] microseconds, 0 if none named).
+_THROTTLED = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local share = tonumber(redis.call('HGET', KEYS[1], 'share') or '1')
+local since = tonumber(redis.call('HGET', KEYS[1], 'since') or '0')
+local halved = tonumber(redis.call('HGET', KEYS[1], 'halved') or '0')
+share = math.min(1, share + (t - since) / 1000000 * tonumber(ARGV[2]))
+if t - halved >= tonumber(ARGV[5]) then
+  redis.call('HSET', KEYS[1], 'share', math.max(tonumber(ARGV[4]), share * tonumber(ARGV[3])), 'since', t, 'halved', t)
+end
+local wait = tonumber(ARGV[1])
+if wait > 0 then
+  local paused = tonumber(redis.call('HGET', KEYS[1], 'paused') or '0')
+  redis.call('HSET', KEYS[1], 'paused', math.max(paused, t + wait))
+end
+redis.call('PEXPIRE', KEYS[1], 600000)
+return 0
 """
 
 
@@ -124,24 +155,27 @@ class RedisPreviews:
 
 class RedisPacer:
     """The account's rate limit, kept for every replica in one window in Redis (one per account, so servers
-    of other accounts may share the Redis)."""
+    of other accounts may share the Redis), and backed off for all of them when any is told 429."""
 
     def __init__(self, client: Any, account: str, rate: float, fallback: Pacer) -> None:
         self._redis = client
-        self._key = f"{PREFIX}:rate:{hashlib.sha256(account.encode()).hexdigest()[:16]}"
+        key = f"{PREFIX}:rate:{hashlib.sha256(account.encode()).hexdigest()[:16]}"
+        self._keys = [key, f"{key}:backoff"]
         self._capacity, window = window_of(rate)
         self._window_us = int(window * 1_000_000)
         self._fallback = fallback
-        self._script = client.register_script(_TAKE)
+        self._take = client.register_script(_TAKE)
+        self._throttle = client.register_script(_THROTTLED)
         self._warned = False
 
-    async def wait(self) -> None:
+    async def wait(self, *, at_most: float) -> None:
         import redis
 
         while True:
             try:
-                wait_us = await self._script(
-                    keys=[self._key], args=[self._capacity, self._window_us, secrets.token_hex(8)]
+                wait_us = await self._take(
+                    keys=self._keys,
+                    args=[self._capacity, self._window_us, secrets.token_hex(8), RECOVERY_PER_SECOND],
                 )
             except redis.RedisError as exc:
                 if not self._warned:
@@ -149,12 +183,27 @@ class RedisPacer:
                         "Redis is unreachable (%s): pacing this process on its own", type(exc).__name__
                     )
                     self._warned = True
-                await self._fallback.wait()
+                await self._fallback.wait(at_most=at_most)
                 return
             self._warned = False
             if not wait_us:
                 return
+            if wait_us / 1_000_000 > at_most:
+                # Only a hold-off TextMagic asked for lasts that long.
+                raise RateLimited(wait_us / 1_000_000)
             await anyio.sleep(int(wait_us) / 1_000_000)
+
+    async def throttled(self, retry_after: float | None) -> None:
+        import redis
+
+        # This process slows at once, whatever Redis says; every replica learns it through Redis.
+        await self._fallback.throttled(retry_after)
+        wait_us = int((retry_after or 0) * 1_000_000)
+        args = [wait_us, RECOVERY_PER_SECOND, BACKOFF, FLOOR, int(HALVING_INTERVAL * 1_000_000)]
+        try:
+            await self._throttle(keys=self._keys[1:], args=args)
+        except redis.RedisError as exc:
+            logger.warning("Redis is unreachable (%s): backing off this process alone", type(exc).__name__)
 
 
 @asynccontextmanager

@@ -59,7 +59,11 @@ class Settings(BaseSettings):
         None, description="File that every delete attempt is appended to (JSON lines)."
     )
     rate_limit: float = Field(
-        50.0, ge=0.1, le=1000, description="Requests per second to TextMagic, for the whole process."
+        40.0,
+        ge=0.1,
+        le=1000,
+        description="Requests per second to TextMagic, for the whole process (or all replicas, with Redis); a "
+        "fifth of the account's 50 is left for its own sending, and a 429 slows it further.",
     )
     retry_budget: float = Field(
         10.0, ge=0, le=300, description="Seconds a call may spend retrying TextMagic's transient failures."

@@ -211,7 +211,7 @@ class TextMagicClient:
           only when it provably never left; once it may have reached TextMagic, UncertainOutcome is raised;
         - a 404 to a DELETE sent again after an earlier attempt may have arrived means that attempt deleted it.
         """
-        started = anyio.current_time()
+        started: float | None = None
         attempts = 0
         maybe_received = False
         budget = current_budget()
@@ -219,7 +219,9 @@ class TextMagicClient:
             attempts += 1
             if budget is not None:
                 budget.spend()
-            await self._pacer.wait()
+            await self._pacer.wait(at_most=self._retry.budget)
+            # The retry budget counts from the first send: waiting for a turn under load is not failing.
+            started = anyio.current_time() if started is None else started
             outcome = await self._attempt(method, path, params, json)
             if isinstance(outcome, httpx2.Response):
                 if outcome.status_code == 404 and method == "DELETE" and maybe_received:
@@ -227,6 +229,9 @@ class TextMagicClient:
                 if outcome.is_error:
                     raise status_error(outcome, subject)
                 return outcome
+            if outcome.throttled:
+                # The account is busier than this process knew: everyone slows down.
+                await self._pacer.throttled(outcome.retry_after)
             maybe_received = maybe_received or outcome.reached
             if outcome.reached and not resend_if_maybe_received:
                 raise maybe_carried_out(outcome, self.base_url)
@@ -267,11 +272,14 @@ class TextMagicClient:
         if (statuses := _statuses.get()) is not None:
             statuses.append(response.status_code)
         if response.status_code in RETRY_STATUSES:
+            throttled = response.status_code == 429
             return Failure(
-                reached=True,
+                # A request refused for the rate limit was not carried out.
+                reached=not throttled,
                 problem=f"HTTP {response.status_code}",
                 answer=response,
                 retry_after=retry_after_seconds(response.headers.get("retry-after")),
+                throttled=throttled,
             )
         return response
 

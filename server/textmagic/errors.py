@@ -27,13 +27,25 @@ class UncertainOutcome(TextMagicError):
     """A request that changes data failed after it may have reached TextMagic: it may have been carried out."""
 
 
+class RateLimited(TextMagicError):
+    """TextMagic asked to hold off (429 with Retry-After) for longer than a call may wait."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"TextMagic's rate limit was reached (429) and it asked to wait {seconds:.0f} s more, longer than a call "
+            f"waits (TEXTMAGIC_RETRY_BUDGET). This is temporary: try again in {seconds:.0f} s.",
+            status=429,
+        )
+
+
 @dataclass(frozen=True)
 class Failure:
     """One attempt that did not give a usable answer, classified for the retry loop.
 
     ``reached``: the request may have arrived at TextMagic (so it may have been carried out);
     ``retryable``: trying again could help; ``problem``: what went wrong, for the final message;
-    ``answer``: TextMagic's answer, when one came; ``retry_after``: the wait TextMagic asked for.
+    ``answer``: TextMagic's answer, when one came; ``retry_after``: the wait TextMagic asked for;
+    ``throttled``: TextMagic refused it for the account's rate limit (429), not carried out.
     """
 
     reached: bool
@@ -41,6 +53,7 @@ class Failure:
     retryable: bool = True
     answer: httpx2.Response | None = None
     retry_after: float | None = None
+    throttled: bool = False
 
 
 def status_error(response: httpx2.Response, subject: int | None) -> TextMagicError:

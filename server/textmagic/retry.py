@@ -25,10 +25,12 @@ class RetryPolicy:
     def delay(self, failure: Failure, attempts: int, elapsed: float) -> float | None:
         """The retry decision, in one place: seconds to wait before trying ``failure`` again, or None to give up.
 
-        Tried again only when the failure is transient, attempts remain, and the wait fits in the budget. The
-        wait is TextMagic's ``Retry-After`` when it named one, else a jittered backoff.
+        Tried again only when the failure is transient, attempts remain, and the wait fits in the budget. A
+        request refused for the rate limit is not an attempt that failed: only the time budget bounds those,
+        while the pacer slows down. The wait is TextMagic's ``Retry-After`` when it named one, else a jittered
+        backoff.
         """
-        if not failure.retryable or attempts >= self.max_attempts:
+        if not failure.retryable or (attempts >= self.max_attempts and not failure.throttled):
             return None
         wait = failure.retry_after if failure.retry_after is not None else self.backoff(attempts)
         return wait if elapsed + wait <= self.budget else None
