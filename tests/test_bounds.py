@@ -60,7 +60,8 @@ async def test_failed_recipients_and_the_report_resource_are_bounded_too(
         markdown = await client.read_resource(f"textmagic://sessions/{session_id}/report")
     assert failed.structured_content["complete"] is False and before == 10
     assert len(tm_requests(emulator)) - before == 10
-    assert "TEXTMAGIC_CALL_BUDGET" in markdown.contents[0].text
+    # Markdown: underscores escaped.
+    assert "TEXTMAGIC\\_CALL\\_BUDGET" in markdown.contents[0].text
 
 
 async def test_a_claimed_page_count_costs_neither_requests_nor_memory(

@@ -427,5 +427,6 @@ async def test_12_the_form_names_each_session(make_server: Any, emulator: Emulat
     for session_id in ids:
         session = emulator.data.sessions[session_id]
         start = (session["title"] or session["text"])[:20]
-        assert f"{session_id} ({session['startTime'][:10]}, {start}" in question
+        # Quoted: a title reads as a title, never as the form's own words.
+        assert f'{session_id} ({session["startTime"][:10]}, "{start}' in question
     assert "31337" not in question, "an id that does not exist is not offered to the person"

@@ -18,6 +18,7 @@ its own endpoint); a chunk whose outcome is uncertain is looked up, never sent a
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -182,6 +183,9 @@ async def _plan_set(ctx: ToolContext, app: AppContext, plan: DeletePlan, token: 
     assert plan.flt is not None
     if not plan.confirm:
         scan = await scan_sessions(ctx, plan.flt)
+        if plan.choice == "all" and not scan.complete:
+            # "All" must mean all: a preview that could not see every session cannot offer to delete them.
+            return replace(plan, refusal=Refusal("refused", ALL_UNSEEN.format(seen=scan.scanned)))
         return replace(plan, sessions=tuple(scan.sessions), scan_note=scan.reason)
     assert token is not None, "gate() refuses a confirmation without its token"
     claims = app.confirmations.open(token, plan.tool, caller().subject)
@@ -265,7 +269,13 @@ async def _preview(app: AppContext, plan: DeletePlan, audit: Audit) -> DeleteRes
         )
     issued = app.confirmations.issue(plan.tool, plan.target(), caller().subject)
     if not plan.by_ids:
-        await app.previews.put(issued.nonce, plan.ids)
+        try:
+            await app.previews.put(issued.nonce, plan.ids)
+        except StateUnavailable as exc:
+            # A preview whose set cannot be kept could never be confirmed: refused now, not after the person agreed.
+            reason = f"{PREVIEWS_DOWN} ({exc})"
+            audit("failed", reason)
+            raise ToolError(reason) from None
     audit("preview")
     notes = []
     if plan.not_found:
@@ -427,10 +437,12 @@ def can_ask_user(ctx: ToolContext) -> bool:
 
 
 def _named(session: MessageSession) -> str:
-    """A session as the form names it (a hallucinated id shows as what it is)."""
-    words = (session.title or session.text or "").strip()
+    """A session as the form names it (a hallucinated id shows as what it is). Its title or text is quoted as
+    a JSON string, on one line: words from TextMagic read as a session's title, never as the form's own."""
+    words = " ".join((session.title or session.text or "").split())
     words = words if len(words) <= 40 else words[:39] + "…"
-    return f"{session.id} ({(session.start_time or '')[:10] or 'no date'}{', ' + words if words else ''})"
+    quoted = f", {json.dumps(words, ensure_ascii=False)}" if words else ""
+    return f"{session.id} ({(session.start_time or '')[:10] or 'no date'}{quoted})"
 
 
 @dataclass
@@ -478,7 +490,7 @@ async def look_up(
         try:
             found: MessageSession | None = await app.textmagic.get_session(session_id)
         except TextMagicError as exc:
-            if exc.status != 404:
+            if exc.http_status != 404:
                 raise
             found = None
         done += 1
@@ -565,7 +577,7 @@ async def delete_in_chunks(ctx: ToolContext, app: AppContext, plan: DeletePlan) 
             done.checked = f"{failure} Checked afterwards: it deleted {sessions_phrase(len(gone))}."
             continue
         except TextMagicError as exc:
-            if exc.status == 404 and plan.choice == "id":
+            if exc.http_status == 404 and plan.choice == "id":
                 done.gone += chunk
                 continue
             done.problem = str(exc)
@@ -600,6 +612,16 @@ ALREADY_USED = (
 LEDGER_DOWN = (
     "Nothing was deleted: the record of used confirmations (Redis, TEXTMAGIC_REDIS_URL) cannot be reached, and "
     "a delete is not done unguarded. Try again once it is back"
+)
+ALL_UNSEEN = (
+    "Nothing was deleted. The account has more sessions than one preview reads (it stopped after the newest "
+    "{seen}, TEXTMAGIC_SCAN_LIMIT), so deleting all of them cannot be previewed. Delete them by filter "
+    "(delete_message_sessions_matching with since and until) a period at a time, or ask the operator to raise "
+    "TEXTMAGIC_SCAN_LIMIT."
+)
+PREVIEWS_DOWN = (
+    "Nothing was deleted: the previewed set cannot be kept for its confirmation (Redis, TEXTMAGIC_REDIS_URL, "
+    "cannot be reached). Try again once it is back"
 )
 PREVIEW_UNKNOWN = (
     "Nothing was deleted. This server does not know the preview of that token: it expired, the server restarted, "

@@ -189,17 +189,27 @@ def from_uri(
     return decorate
 
 
+# Dates a filter can name: far enough either way for any send-out, near enough that a day more or a zone's
+# offset never leaves what a datetime can hold.
+EARLIEST, LATEST = date(1970, 1, 1), date(9000, 12, 31)
+
+
 def parse_moment(text: str) -> date | datetime:
     """An ISO 8601 date or date-time; ValueError with what was expected otherwise."""
     try:
         if "T" in text or " " in text.strip():
-            return datetime.fromisoformat(text.strip())
-        return date.fromisoformat(text.strip())
+            moment: date | datetime = datetime.fromisoformat(text.strip())
+        else:
+            moment = date.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(
             "not an ISO 8601 date or date-time; give 2026-11-30 (a whole day) or 2026-11-30T09:00 "
             "(in timezone, or with an offset such as +01:00)"
         ) from None
+    day = moment.date() if isinstance(moment, datetime) else moment
+    if not EARLIEST <= day <= LATEST:
+        raise ValueError(f"outside {EARLIEST} to {LATEST}; give a date of the send-outs to look at")
+    return moment
 
 
 @dataclass(frozen=True)
@@ -265,8 +275,13 @@ class SessionFilter:
         started = parse_time(session.start_time)
         return self.start is not None and started is not None and started < self.start
 
-    def day(self, moment: datetime) -> str:
-        return moment.astimezone(ZoneInfo(self.zone)).date().isoformat()
+    def day(self, moment: datetime) -> str | None:
+        """The date of ``moment`` in the filter's zone; None for one no calendar of this server holds (an odd
+        date from TextMagic, say 9999-12-31T23:59 seen from east of UTC)."""
+        try:
+            return moment.astimezone(ZoneInfo(self.zone)).date().isoformat()
+        except (OverflowError, ValueError):
+            return None
 
     def describe(self) -> str:
         parts = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from tools.models import DeliveryReport, GroupRow
 from tools.outcomes import BUCKETS, Counts
 
@@ -67,5 +69,13 @@ def _group_table(rows: list[GroupRow]) -> list[str]:
 
 
 def _cell(value: object) -> str:
-    # Third-party text must not break out of its cell.
-    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+    """Third-party text as inert Markdown: no HTML, link, emphasis or code can be made of it, nor can it break
+    out of its cell or line."""
+    text = "" if value is None else html.escape(str(value), quote=False)
+    text = " ".join(text.split())
+    return "".join("\\" + c if c in _MARKDOWN else c for c in text)
+
+
+# Characters that make emphasis, code, links or table cells of plain text: each is written escaped (and
+# html.escape takes care of tags).
+_MARKDOWN = frozenset("\\`*_[]|~")

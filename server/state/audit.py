@@ -8,6 +8,7 @@ escaped and bounded: each record is one line of ASCII, at most MAX_RECORD bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterable
@@ -78,7 +79,10 @@ class AuditLog:
                 entry["all_sessions_count"] = all_sessions_count
         entry["ids"] = listed[:_IDS]
         if len(listed) > _IDS:
+            # The rest counted, and the whole set named by its digest: a record stays small, and which sessions it
+            # speaks of can still be checked against any list of ids (sha256 of the sorted ids, comma-separated).
             entry["ids_count"] = len(listed)
+            entry["ids_sha256"] = ids_digest(listed)
         if detail:
             entry["detail"] = _bounded(detail, _DETAIL)
         # ASCII with every other character escaped: no line or paragraph separator, no control character, can
@@ -94,6 +98,10 @@ class AuditLog:
                     file.write(line + "\n")
             except OSError as exc:
                 logger.error("could not append to the audit log %s: %s", self._path, exc)
+
+
+def ids_digest(ids: Iterable[int]) -> str:
+    return hashlib.sha256(",".join(str(i) for i in sorted(ids)).encode()).hexdigest()
 
 
 def _bounded(text: str, limit: int) -> str:

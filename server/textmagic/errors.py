@@ -16,11 +16,16 @@ _MAX_ERROR_TEXT = 300
 
 
 class TextMagicError(Exception):
-    """A TextMagic call failed; the message says why and what to do next."""
+    """A TextMagic call failed; the message says why and what to do next.
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    ``http_status``: the HTTP status TextMagic answered with, the only word on what happened (a 404 alone
+    means gone); ``code``: the code its error body gave, which may say anything.
+    """
+
+    def __init__(self, message: str, *, http_status: int | None = None, code: int | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.http_status = http_status
+        self.code = code
 
 
 class UncertainOutcome(TextMagicError):
@@ -34,7 +39,7 @@ class RateLimited(TextMagicError):
         super().__init__(
             f"TextMagic's rate limit was reached (429) and it asked to wait {seconds:.0f} s more, longer than a call "
             f"waits (TEXTMAGIC_RETRY_BUDGET). This is temporary: try again in {seconds:.0f} s.",
-            status=429,
+            http_status=429,
         )
 
 
@@ -86,7 +91,7 @@ def status_error(response: httpx2.Response, subject: int | None) -> TextMagicErr
         message = f"TextMagic {what} ({status}; {said}). This is temporary: try again in a minute."
     else:
         message = f"TextMagic answered HTTP {status} ({said})."
-    return TextMagicError(message, status=code or status)
+    return TextMagicError(message, http_status=status, code=code)
 
 
 def given_up(
@@ -104,7 +109,7 @@ def given_up(
             if failure.retry_after
             else ""
         )
-        return TextMagicError(f"{error} {tries}{later}", status=error.status)
+        return TextMagicError(f"{error} {tries}{later}", http_status=error.http_status, code=error.code)
     if not failure.retryable:
         return TextMagicError(failure.problem)
     if not failure.reached:

@@ -156,6 +156,10 @@ class SessionsServer(MCPServer[AppContext]):
     def _reachable(self, key: str) -> bool:
         return reachable(self._owners.get(key, frozenset()))
 
+    def offers(self, key: str) -> bool:
+        """Whether the resource or prompt ``key`` is served, and may be used by the request at hand."""
+        return key in self._owners and self._reachable(key)
+
 
 def build_server(settings: Settings, *, retry: RetryPolicy | None = None) -> SessionsServer:
     """The server for ``settings``: on the sandbox emulator when ``settings.sandbox``, else on TextMagic.
@@ -195,10 +199,12 @@ def build_server(settings: Settings, *, retry: RetryPolicy | None = None) -> Ses
         argument: CompletionArgument,
         context: CompletionContext | None,
     ) -> Completion | None:
-        # Session ids, wherever an argument names one: the resource templates' id, the report prompt's session.
-        if argument.name in ("id", "session"):
-            return await complete_session_id(server.live, argument.value)
-        return None
+        # Session ids, wherever an argument names one: the resource templates' id, the report prompt's session;
+        # only for a template or prompt this request may use, so completion reveals nothing its tools do not.
+        key = ref.uri if isinstance(ref, ResourceTemplateReference) else ref.name
+        if argument.name not in ("id", "session") or not server.offers(key):
+            return None
+        return await complete_session_id(server.live, argument.value)
 
     # The SDK's decorator is untyped; the handler above has the signature it calls.
     server.completion()(complete)  # type: ignore[no-untyped-call]
