@@ -75,6 +75,8 @@ def oauth_server(
             "oauth_issuer": issuer,
             "public_url": public,
             "confirmation_secret": "oauth-tests-share-this-secret-0123456789",
+            # No practical rate limit: pacing has tests of its own.
+            "rate_limit": 1000,
             **overrides,
         }
     )

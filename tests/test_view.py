@@ -140,10 +140,6 @@ def sandbox_results(*calls: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
         return thread.submit(anyio.run, run).result()
 
 
-# One worker runs them all: one browser, one report of the large send-out.
-in_a_browser = pytest.mark.xdist_group("browser")
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     executable = required_service("chromium", "apt-get install chromium")
@@ -196,7 +192,6 @@ def column(frame: FrameLocator, table: str, index: int) -> list[str]:
     return [text.strip() for text in cells.all_inner_texts()]
 
 
-@in_a_browser
 def test_the_view_in_a_host_shows_the_report(browser: Browser, black_friday: tuple[Any, Any]) -> None:
     from playwright.sync_api import expect
 
@@ -237,7 +232,6 @@ def test_the_view_in_a_host_shows_the_report(browser: Browser, black_friday: tup
     assert {"ui/initialize", "ui/notifications/initialized"} <= set(received) and unanswered == []
 
 
-@in_a_browser
 def test_the_view_follows_a_dark_host_and_fits_a_narrow_one(
     browser: Browser, black_friday: tuple[Any, Any]
 ) -> None:
@@ -256,7 +250,6 @@ def test_the_view_follows_a_dark_host_and_fits_a_narrow_one(
     assert watched.problems == [] and watched.requests == []
 
 
-@in_a_browser
 def test_found_sessions_sort_by_their_rate(browser: Browser) -> None:
     from playwright.sync_api import expect
 
@@ -278,7 +271,6 @@ def test_found_sessions_sort_by_their_rate(browser: Browser) -> None:
     assert watched.problems == [] and watched.requests == []
 
 
-@in_a_browser
 def test_the_report_command_writes_a_page_with_the_same_numbers(browser: Browser, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
