@@ -29,8 +29,10 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
 from server.sandbox import Emulator, RecordedRequest
+from server.state.settings import load_settings
 from server.textmagic import RateLimiter, RetryPolicy, TextMagicClient
-from server.wiring.http import listening_socket
+from server.wiring.app import build_server
+from server.wiring.http import http_app, listening_socket
 
 # Recognisable on purpose: tests grep every output for them.
 USERNAME = "acme-ops"
@@ -207,6 +209,21 @@ async def stdio_server(
     )
     async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:
         yield client
+
+
+@contextmanager
+def http_server(served: ServedEmulator, **overrides: Any) -> Iterator[str]:
+    """The server's HTTP app under uvicorn on a free loopback port; yields the base URL."""
+    defaults = {"username": USERNAME, "api_key": API_KEY, "mcp_tokens": TOKEN}
+    settings = load_settings(base_url=served.url, transport="http", **(defaults | overrides))
+    url, server, thread = serve_on_loopback(
+        http_app(build_server(settings), settings, on_loopback=True), lifespan="on"
+    )
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 @asynccontextmanager

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -17,9 +16,6 @@ import pytest
 from mcp_types import ElicitRequestParams, ElicitResult, InputRequiredResult
 
 from server.sandbox import Emulator
-from server.state.settings import load_settings
-from server.wiring.app import build_server
-from server.wiring.http import http_app
 from tests.helpers import (
     API_KEY,
     DELETE_TOOLS,
@@ -30,6 +26,7 @@ from tests.helpers import (
     ServedEmulator,
     User,
     http_processes,
+    http_server,
     mcp_client,
     newest,
     serve_on_loopback,
@@ -42,21 +39,6 @@ pytestmark = pytest.mark.anyio
 
 SECRET = "replica-shared-secret-0123456789abcdef"
 JSON_RPC = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-
-
-@contextmanager
-def http_server(served: ServedEmulator, **overrides: Any) -> Iterator[str]:
-    """The server's HTTP app under uvicorn on a free loopback port; yields the base URL."""
-    defaults = {"username": USERNAME, "api_key": API_KEY, "mcp_tokens": TOKEN}
-    settings = load_settings(base_url=served.url, transport="http", **(defaults | overrides))
-    url, server, thread = serve_on_loopback(
-        http_app(build_server(settings), settings, on_loopback=True), lifespan="on"
-    )
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")

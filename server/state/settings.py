@@ -87,6 +87,9 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Requests to TextMagic one read call may make; beyond it the answer says what it covered.",
     )
+    calls_per_caller: int = Field(
+        4, ge=1, le=100, description="Tool calls one caller may have running at once over HTTP."
+    )
     scan_limit: int = Field(
         10_000, ge=100, le=1_000_000, description="Sessions a filter may read before it stops, newest first."
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Protocol
 
 import anyio
@@ -107,3 +108,59 @@ class RateLimiter:
 
     async def throttled(self, retry_after: float | None) -> None:
         self.backoff.throttled(retry_after)
+
+
+# Whose turn a request waits in: the caller it is made for (over HTTP, a token's subject or a connection). The
+# wiring sets it for each call; every request of one stdio server is one caller's.
+caller_key: ContextVar[str] = ContextVar("caller_key", default="")
+
+
+class Turns:
+    """Slots of a pacer handed out in turn among callers: while several wait, each caller's next request goes
+    in a round, so one caller's long report cannot starve another's one request. A caller's own requests keep
+    their order."""
+
+    def __init__(self, pacer: Pacer) -> None:
+        self._pacer = pacer
+        self._waiting: dict[str, deque[object]] = {}
+        self._ring: deque[str] = deque()
+        self._turn = anyio.Condition()
+
+    async def wait(self, *, at_most: float) -> None:
+        key = caller_key.get()
+        me = object()
+        async with self._turn:
+            if key not in self._waiting:
+                self._waiting[key] = deque()
+                self._ring.append(key)
+            self._waiting[key].append(me)
+            try:
+                while self._ring[0] != key or self._waiting[key][0] is not me:
+                    await self._turn.wait()
+            except BaseException:
+                self._leave(key, me)
+                raise
+        try:
+            # One request at a time takes its slot; a slot free now is taken at once.
+            await self._pacer.wait(at_most=at_most)
+        finally:
+            async with self._turn:
+                self._leave(key, me)
+
+    def _leave(self, key: str, me: object) -> None:
+        queue = self._waiting[key]
+        was_head = queue[0] is me and self._ring[0] == key
+        queue.remove(me)
+        if was_head:
+            # Served: to the back of the round, with whatever else it waits for.
+            self._ring.popleft()
+            if queue:
+                self._ring.append(key)
+        if not queue:
+            del self._waiting[key]
+            if key in self._ring:
+                self._ring.remove(key)
+        self._turn.notify_all()
+
+    async def throttled(self, retry_after: float | None) -> None:
+        await self._pacer.throttled(retry_after)

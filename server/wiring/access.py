@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.state.caller import DELETE_SCOPE, READ_SCOPE, allowed_tools
 from server.state.settings import Settings
+from server.textmagic.pacer import caller_key
 from server.wiring.auth import AccessTokens, IssuerUnavailable, TokenRefused
 
 MCP_PATH = "/mcp"
@@ -147,6 +148,7 @@ class Call:
     method: str | None = None
     tool: str | None = None
     wants_progress: bool = False
+    id: str | int | None = None
 
     @classmethod
     def of(cls, body: bytes) -> Call:
@@ -161,17 +163,20 @@ class Call:
         meta = params.get("_meta")
         method = message.get("method")
         tool = params.get("name") if method == "tools/call" else None
+        identifier = message.get("id")
         return cls(
             method=method if isinstance(method, str) else None,
             tool=tool if isinstance(tool, str) else None,
             wants_progress=isinstance(meta, dict) and meta.get("progressToken") is not None,
+            id=identifier if isinstance(identifier, str | int) and not isinstance(identifier, bool) else None,
         )
 
 
 class Narrowed:
     """Sets the tools this request may see and call, and refuses a delete that the token's scopes do not
-    allow with 403 and ``insufficient_scope`` before it reaches any tool. ``choose`` picks the app that answers
-    the call (one JSON answer, or a stream for a client that asked for progress)."""
+    allow with 403 and ``insufficient_scope`` before it reaches any tool; holds each caller to
+    ``calls_per_caller`` tool calls at once. ``choose`` picks the app that answers the call (one JSON answer,
+    or a stream for a client that asked for progress)."""
 
     def __init__(
         self,
@@ -179,11 +184,14 @@ class Narrowed:
         served: Collection[str],
         destructive: Collection[str],
         resources: Resources | None,
+        calls_per_caller: int,
     ) -> None:
         self._choose = choose
         self._served = frozenset(served)
         self._destructive = frozenset(destructive)
         self._resources = resources
+        self._calls_per_caller = calls_per_caller
+        self._running: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body, replay = await _read_body(receive)
@@ -202,10 +210,38 @@ class Narrowed:
             return
         allowed = narrowed(self._served, self._destructive, scope["path"], Headers(scope=scope), scopes)
         token = allowed_tools.set(allowed)
+        # Callers take turns at TextMagic: a person by their token, anyone else by their connection.
+        who = user.access_token.subject if isinstance(user, AuthenticatedUser) else None
+        client = scope.get("client") or ("", 0)
+        key = who or f"connection:{client[0]}:{client[1]}"
+        counted = call.tool is not None
+        if counted and self._running.get(key, 0) >= self._calls_per_caller:
+            await _too_many(call, self._calls_per_caller)(scope, replay, send)
+            allowed_tools.reset(token)
+            return
+        if counted:
+            self._running[key] = self._running.get(key, 0) + 1
+        turn = caller_key.set(key)
         try:
             await self._choose(call)({**scope, "path": MCP_PATH, "raw_path": MCP_PATH.encode()}, replay, send)
         finally:
+            caller_key.reset(turn)
             allowed_tools.reset(token)
+            if counted:
+                self._running[key] -= 1
+                if not self._running[key]:
+                    del self._running[key]
+
+
+def _too_many(call: Call, limit: int) -> JSONResponse:
+    """The call's answer, as a tool error the model reads: the caller has as many calls running as it may."""
+    text = (
+        f"You have {limit} calls running on this server already, as many as one caller may "
+        "(TEXTMAGIC_CALLS_PER_CALLER). Wait for one to finish, then call again. Nothing was done."
+    )
+    # resultType: the 2026-07-28 protocol requires it; earlier ones ignore it.
+    result = {"content": [{"type": "text", "text": text}], "isError": True, "resultType": "complete"}
+    return JSONResponse({"jsonrpc": "2.0", "id": call.id, "result": result})
 
 
 def narrowed(

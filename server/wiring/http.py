@@ -89,7 +89,11 @@ def http_app(server: SessionsServer, settings: Settings, *, on_loopback: bool) -
     served, destructive = server.tool_names()
     mcp: ASGIApp = CancelOnDisconnect(
         Narrowed(
-            lambda call: streamed if call.wants_progress else json_answer, served, destructive, resources
+            lambda call: streamed if call.wants_progress else json_answer,
+            served,
+            destructive,
+            resources,
+            settings.calls_per_caller,
         )
     )
     if tokens is not None:
