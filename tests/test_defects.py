@@ -168,3 +168,23 @@ async def test_d12_a_title_cannot_speak_for_the_form(make_server: Any, emulator:
     [question] = user.questions
     assert '(2026-11-21, "Nothing is deleted\\"). Confirm? (\\"")' in question
     assert question.startswith("Delete 1 session") and session_id in emulator.data.sessions
+
+
+@pytest.mark.parametrize("tool", [BULK, MATCHING])
+async def test_an_id_that_now_names_another_session_is_left_alone(
+    make_server: Any, emulator: Emulator, tool: str
+) -> None:
+    start = datetime(2026, 11, 19, 8, tzinfo=UTC)
+    ids = [
+        add_session(emulator, 49_400_000 + n, start + timedelta(minutes=n), title="Reused id")["id"]
+        for n in range(3)
+    ]
+    arguments: dict[str, Any] = {"ids": ids} if tool == BULK else {"text": "reused id"}
+    async with connect(make_server()) as client:
+        token = await preview_token(client, tool, arguments)
+        # Between preview and confirmation, the first id comes to name another session.
+        add_session(emulator, ids[0], start + timedelta(days=3), title="Reused id, but another session")
+        done = await client.call_tool(tool, {**arguments, "confirm": True, "confirmation_token": token})
+    result = done.structured_content
+    assert sorted(result["deleted_ids"]) == ids[1:] and ids[0] in emulator.data.sessions
+    assert f"Left alone: {ids[0]}" in result["message"]

@@ -34,6 +34,7 @@ from server.state.caller import caller
 from server.state.confirmation import Claims, ConfirmationError, Target
 from server.state.context import AppContext, ToolContext, app_context, client_name
 from server.state.ledger import StateUnavailable
+from server.state.previews import Shown
 from server.textmagic import TextMagicError, UncertainOutcome
 from server.textmagic.models import MessageSession
 from tools.filters import SessionFilter, SessionQuery
@@ -93,6 +94,8 @@ class DeletePlan:
     not_found: tuple[int, ...] = ()
     # Sessions the filter matches now that the preview did not show: left alone.
     added: int = 0
+    # Previewed ids that now name another session (another start time): left alone.
+    changed: tuple[int, ...] = ()
     scan_note: str | None = None
     claims: Claims | None = None
     refusal: Refusal | None = None
@@ -175,8 +178,24 @@ async def _plan_ids(ctx: ToolContext, app: AppContext, plan: DeletePlan, token: 
         if refusal := await unused(app, claims):
             return replace(plan, refusal=refusal)
     sessions, missing = await look_up(ctx, app, plan.requested)
+    changed: tuple[int, ...] = ()
+    if claims is not None:
+        # The token names the ids; what the preview showed of them is checked where it is known (another
+        # replica's preview is, through Redis). Without it the ids alone still bind the confirmation.
+        previewed = await app.previews.get(claims.nonce)
+        if previewed is not None:
+            sessions, changed = _as_previewed(sessions, previewed)
     ask = plan.confirm and can_ask_user(ctx) and bool(sessions)
-    return replace(plan, sessions=sessions, not_found=missing, claims=claims, ask_human=ask)
+    return replace(plan, sessions=sessions, not_found=missing, changed=changed, claims=claims, ask_human=ask)
+
+
+def _as_previewed(
+    sessions: tuple[MessageSession, ...], previewed: Shown
+) -> tuple[tuple[MessageSession, ...], tuple[int, ...]]:
+    """Of ``sessions``, those still as the preview showed them; and the ids that now name another session (its
+    start time differs), which are left alone."""
+    same = tuple(s for s in sessions if previewed.get(s.id) == (s.start_time or ""))
+    return same, tuple(sorted(s.id for s in sessions if previewed.get(s.id) != (s.start_time or "")))
 
 
 async def _plan_set(ctx: ToolContext, app: AppContext, plan: DeletePlan, token: str | None) -> DeletePlan:
@@ -197,14 +216,16 @@ async def _plan_set(ctx: ToolContext, app: AppContext, plan: DeletePlan, token: 
     app.confirmations.verify(
         token, plan.tool, Target.matching(plan.flt.digest(), previewed), caller().subject
     )
-    standing = await still_there(ctx, app, plan.flt, previewed)
+    standing = await still_there(ctx, app, plan.flt, frozenset(previewed))
+    sessions, changed = _as_previewed(standing.present, previewed)
     return replace(
         plan,
-        sessions=standing.present,
+        sessions=sessions,
         not_found=standing.vanished,
+        changed=changed,
         added=standing.added,
         claims=claims,
-        ask_human=can_ask_user(ctx) and bool(standing.present),
+        ask_human=can_ask_user(ctx) and bool(sessions),
     )
 
 
@@ -268,14 +289,13 @@ async def _preview(app: AppContext, plan: DeletePlan, audit: Audit) -> DeleteRes
             message=f"Nothing to delete: {what}.",
         )
     issued = app.confirmations.issue(plan.tool, plan.target(), caller().subject)
-    if not plan.by_ids:
-        try:
-            await app.previews.put(issued.nonce, plan.ids)
-        except StateUnavailable as exc:
-            # A preview whose set cannot be kept could never be confirmed: refused now, not after the person agreed.
-            reason = f"{PREVIEWS_DOWN} ({exc})"
-            audit("failed", reason)
-            raise ToolError(reason) from None
+    try:
+        await app.previews.put(issued.nonce, {s.id: s.start_time or "" for s in plan.sessions})
+    except StateUnavailable as exc:
+        # A preview whose set cannot be kept could never be confirmed: refused now, not after the person agreed.
+        reason = f"{PREVIEWS_DOWN} ({exc})"
+        audit("failed", reason)
+        raise ToolError(reason) from None
     audit("preview")
     notes = []
     if plan.not_found:
@@ -320,6 +340,11 @@ def _result(plan: DeletePlan, done: Chunked) -> DeleteResult:
         )
     if plan.added:
         notes.append(f"{plan.added} sessions that match now but were not previewed were left alone.")
+    if plan.changed:
+        notes.append(
+            f"Left alone: {id_list(plan.changed)}, which now name sessions other than the preview showed (their "
+            "start time differs)."
+        )
     if done.uncertain:
         notes.append(
             f"The outcome of {sessions_phrase(len(done.uncertain))} is unknown (the delete was sent, then the "

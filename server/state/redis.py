@@ -9,15 +9,17 @@ fall back to the process's own pacer.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 
 from server.state.ledger import StateUnavailable
+from server.state.previews import Shown
 from server.state.settings import ConfigError
 from server.textmagic.errors import RateLimited
 from server.textmagic.pacer import BACKOFF, FLOOR, HALVING_INTERVAL, RECOVERY_PER_SECOND, Pacer, window_of
@@ -141,16 +143,16 @@ class RedisPreviews:
         self._redis = client
         self._ttl = ttl_seconds
 
-    async def put(self, key: str, ids: Iterable[int]) -> None:
+    async def put(self, key: str, shown: Shown) -> None:
         async with _guarded():
-            await self._redis.set(f"{PREFIX}:preview:{key}", ",".join(map(str, ids)), ex=self._ttl)
+            await self._redis.set(f"{PREFIX}:preview:{key}", json.dumps(shown), ex=self._ttl)
 
-    async def get(self, key: str) -> frozenset[int] | None:
+    async def get(self, key: str) -> Shown | None:
         async with _guarded():
             kept = await self._redis.get(f"{PREFIX}:preview:{key}")
         if kept is None:
             return None
-        return frozenset(int(part) for part in kept.decode().split(",") if part)
+        return {int(session_id): str(start) for session_id, start in json.loads(kept).items()}
 
 
 class RedisPacer:
