@@ -87,7 +87,7 @@ class HttpServer:
 @contextmanager
 def http_server(textmagic_url: str, **extra: str) -> Iterator[HttpServer]:
     """The installed server serving HTTP on a free loopback port, until the block ends."""
-    env = server_environment(textmagic_url, TEXTMAGIC_MCP_TOKENS=TOKEN, **extra)
+    env = server_environment(textmagic_url, **({"TEXTMAGIC_MCP_TOKENS": TOKEN} | extra))
     process = subprocess.Popen(
         [SCRIPT, "--transport", "http", "--port", "0"], env=env, stderr=subprocess.PIPE, text=True
     )
