@@ -81,3 +81,13 @@ async def test_a_claimed_page_count_costs_neither_requests_nor_memory(
     assert len(tm_requests(emulator)) == 50
     # A task or an entry per claimed page would take hundreds of megabytes.
     assert peak < 30 * 2**20, f"{peak / 2**20:.1f} MB"
+
+
+async def test_ranking_sessions_ranks_as_many_as_the_budget_allows(
+    make_server: Any, emulator: Emulator
+) -> None:
+    async with connect(make_server(call_budget=12)) as client:
+        result = await client.call_tool("find_message_sessions", {"sort": "worst_delivery"})
+    found = result.structured_content
+    assert not result.is_error and found["complete"] is False and "TEXTMAGIC_CALL_BUDGET" in found["reason"]
+    assert len(tm_requests(emulator)) <= 12

@@ -9,6 +9,7 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from server.state.context import ToolContext, app_context
+from server.textmagic import current_budget
 from server.textmagic.models import MessageSession, parse_time
 from tools.filters import SessionFilter, SessionQuery, with_filter
 from tools.models import FoundSessions, SessionBrief
@@ -42,17 +43,21 @@ async def find_message_sessions(
     matched = _sorted(scan.sessions, sort)
     complete, reason = scan.complete, scan.reason
     counts: dict[int, Counts] = {}
+    # Each session's statistics cost a request: as many as the call's budget has left, at most.
+    budget = current_budget()
+    room = budget.left if budget is not None else MAX_RANKED
     if sort == "worst_delivery":
-        ranked = matched[:MAX_RANKED]
-        if len(matched) > MAX_RANKED:
+        ranked = matched[: min(MAX_RANKED, room)]
+        if len(matched) > len(ranked):
             complete = False
-            reason = (
-                f"ranked only the newest {MAX_RANKED} of {len(matched)} matched sessions; narrow the filter"
+            bound = (
+                "the call's budget, TEXTMAGIC_CALL_BUDGET" if room < MAX_RANKED else f"at most {MAX_RANKED}"
             )
+            reason = f"ranked only the newest {len(ranked)} of {len(matched)} matched sessions ({bound}); narrow the filter"
         counts = await session_counts(ctx, ranked)
         matched = sorted(ranked, key=lambda s: _worst_first(counts[s.id]))
     elif with_stats:
-        counts = await session_counts(ctx, matched[:limit])
+        counts = await session_counts(ctx, matched[: min(limit, room)])
     shown = matched[:limit]
     return as_result(
         FoundSessions(
