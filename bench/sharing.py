@@ -43,23 +43,27 @@ async def light_latencies(url: str, session_id: int, heavy: int, report_id: int)
     latencies: list[float] = []
 
     async def heavy_caller(token: str) -> None:
-        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as http:
-            async with Client(streamable_http_client(url, http_client=http)) as client:
-                while not stop.is_set():
-                    await client.call_tool("get_delivery_report", {"id": report_id})
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as http,
+            Client(streamable_http_client(url, http_client=http)) as client,
+        ):
+            while not stop.is_set():
+                await client.call_tool("get_delivery_report", {"id": report_id})
 
     async def light_caller() -> None:
-        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKENS[0]}"}, timeout=120) as http:
-            async with Client(streamable_http_client(url, http_client=http)) as client:
-                await client.call_tool("get_message_session", {"id": session_id})
-                # Let the heavy reports get going before measuring.
-                await anyio.sleep(1.0 if heavy else 0)
-                for _ in range(LIGHT_CALLS):
-                    started = time.perf_counter()
-                    result = await client.call_tool("get_message_session", {"id": session_id})
-                    latencies.append(time.perf_counter() - started)
-                    assert not result.is_error
-                    await anyio.sleep(0.1)
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKENS[0]}"}, timeout=120) as http,
+            Client(streamable_http_client(url, http_client=http)) as client,
+        ):
+            await client.call_tool("get_message_session", {"id": session_id})
+            # Let the heavy reports get going before measuring.
+            await anyio.sleep(1.0 if heavy else 0)
+            for _ in range(LIGHT_CALLS):
+                started = time.perf_counter()
+                result = await client.call_tool("get_message_session", {"id": session_id})
+                latencies.append(time.perf_counter() - started)
+                assert not result.is_error
+                await anyio.sleep(0.1)
         stop.set()
 
     async with anyio.create_task_group() as group:
