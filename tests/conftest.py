@@ -65,7 +65,14 @@ def make_server(served: ServedEmulator, emulator: Emulator, servers: dict[Any, S
             servers.pop(key, None)
         if key not in servers:
             # No practical rate limit unless a test asks for one: pacing has tests of its own.
-            account = {"username": USERNAME, "api_key": API_KEY, "base_url": served.url, "timeout": 5}
+            account = {
+                "username": USERNAME,
+                "api_key": API_KEY,
+                "base_url": served.url,
+                "timeout": 5,
+                # A delete TextMagic did not confirm is looked at again this soon.
+                "delete_recheck": 0.05,
+            }
             settings = load_settings(**{**account, "rate_limit": 1000, **overrides})
             quick = RetryPolicy(
                 budget=settings.retry_budget, max_attempts=settings.retry_attempts, **QUICK_RETRY

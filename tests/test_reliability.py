@@ -166,11 +166,13 @@ async def test_bulk_delete_is_never_sent_twice(
         assert not done.is_error, text_of(done)
         assert sent(emulator, "POST") == 1, "a request that may have been carried out is never sent again"
         result = done.structured_content
-        assert "Checked afterwards" in result["message"]
         if carried_out:
             assert result["deleted"] is True and result["deleted_ids"] == ids
+            assert "Checked afterwards" in result["message"]
         else:
-            assert result["deleted"] is False and "ask for a fresh preview" in result["message"]
+            # Still there when looked at twice: unknown (it may yet be carried out late), never "not deleted".
+            assert result["deleted"] is False and result["uncertain_ids"] == ids
+            assert "Looked twice" in result["message"] and "ask for a fresh preview" in result["message"]
             assert emulator.deleted_ids == []
             # The token is spent; a fresh preview and its confirmation do it.
             again = await client.call_tool("delete_message_sessions_bulk", confirming)
@@ -548,3 +550,46 @@ async def test_a_429_slows_the_pacer_holds_everyone_off_and_it_recovers() -> Non
     with pytest.raises(TextMagicError, match="asked to wait 30 s"):
         await pacer.throttled(retry_after=30.0)
         await pacer.wait(at_most=10)
+
+
+async def test_a_delete_carried_out_late_is_caught_by_looking_again(
+    make_server: Any, emulator: Emulator
+) -> None:
+    """TextMagic answers 503 to the bulk delete and carries it out a moment later: the second look finds the
+    sessions gone, and the result says they were deleted."""
+    ids = sorted(newest(emulator, 2))
+    server = make_server(delete_recheck=2.0, fresh=True)
+    async with connect(server, "modern") as client:
+        token = await preview_token(client, "delete_message_sessions_bulk", {"ids": ids})
+        emulator.fail_next(503, method="POST")
+        confirming = {"ids": ids, "confirm": True, "confirmation_token": token}
+
+        async def late() -> None:
+            # Once the first look after the failed POST has found them, TextMagic deletes them.
+            await anyio.to_thread.run_sync(
+                emulator.wait_for_requests, len(tm_requests(emulator)) + 3 + len(ids)
+            )
+            for session_id in ids:
+                emulator.data.sessions.pop(session_id)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(late)
+            done = await client.call_tool("delete_message_sessions_bulk", confirming)
+    result = done.structured_content
+    assert result["deleted"] is True and sorted(result["deleted_ids"]) == ids, result["message"]
+    assert sent(emulator, "POST") == 1
+
+
+async def test_a_single_delete_that_keeps_timing_out_is_looked_up_not_reported_failed(
+    make_server: Any, emulator: Emulator
+) -> None:
+    [session_id] = newest(emulator)
+    async with connect(make_server(timeout=0.3, retry_attempts=2), "modern") as client:
+        token = await preview_token(client, "delete_message_session", {"id": session_id})
+        # Carried out, but every answer is lost past the timeout.
+        emulator.fail_next(method="DELETE", stall=1.0, carry_out=True, times=2)
+        done = await client.call_tool(
+            "delete_message_session", {"id": session_id, "confirm": True, "confirmation_token": token}
+        )
+    result = done.structured_content
+    assert result["deleted"] is True and result["deleted_ids"] == [session_id], result["message"]

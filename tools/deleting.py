@@ -347,9 +347,8 @@ def _result(plan: DeletePlan, done: Chunked) -> DeleteResult:
         )
     if done.uncertain:
         notes.append(
-            f"The outcome of {sessions_phrase(len(done.uncertain))} is unknown (the delete was sent, then the "
-            "connection failed and checking failed too): look them up with get_message_session before anything "
-            "else."
+            f"The outcome of {sessions_phrase(len(done.uncertain))} is unknown: look them up with "
+            "get_message_session before anything else."
         )
     if done.checked:
         notes.append(done.checked)
@@ -581,22 +580,25 @@ async def delete_in_chunks(ctx: ToolContext, app: AppContext, plan: DeletePlan) 
             else:
                 await app.textmagic.delete_sessions(chunk)
         except UncertainOutcome as failure:
+            # TextMagic did not say what became of it: look, and look again a little later, since it may carry
+            # it out late; what is still there then is reported unknown, never as not deleted.
             try:
                 still, gone = await look_up(ctx, app, tuple(chunk))
+                if still:
+                    await anyio.sleep(app.settings.delete_recheck)
+                    still, late = await look_up(ctx, app, tuple(s.id for s in still))
+                    gone += late
             except TextMagicError:
                 done.uncertain += chunk
                 done.problem = f"{failure} Checking which were deleted failed too; nothing more was sent."
                 return done
             done.deleted += list(gone)
             if still:
-                found = (
-                    "nothing was deleted by it"
-                    if not gone
-                    else f"{len(still)} of its {len(chunk)} are still there"
-                )
+                done.uncertain += [s.id for s in still]
                 done.problem = (
-                    f"{failure} Checked afterwards: {found}. Nothing more was sent: ask for a fresh preview to "
-                    "delete them."
+                    f"{failure} Looked twice, {app.settings.delete_recheck:g} s apart: {len(still)} of these "
+                    f"{len(chunk)} are still there, and may yet be deleted late, or not at all. Nothing more was "
+                    "sent. Look them up before anything else; ask for a fresh preview to delete them."
                 )
                 return done
             done.checked = f"{failure} Checked afterwards: it deleted {sessions_phrase(len(gone))}."

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Requests to TextMagic one read call may make; beyond it the answer says what it covered.",
     )
+    delete_recheck: float = Field(
+        3.0,
+        ge=0,
+        le=60,
+        description="Seconds after which a delete TextMagic did not confirm, and that left its sessions, is looked "
+        "at again: TextMagic may carry it out late.",
+    )
     calls_per_caller: int = Field(
         4, ge=1, le=100, description="Tool calls one caller may have running at once over HTTP."
     )

@@ -237,6 +237,9 @@ class TextMagicClient:
                 raise maybe_carried_out(outcome, self.base_url)
             elapsed = anyio.current_time() - started
             delay = self._retry.delay(outcome, attempts, elapsed)
+            if delay is None and maybe_received and method == "DELETE":
+                # Given up, but an attempt may have been carried out: only a look can tell.
+                raise maybe_carried_out(outcome, self.base_url)
             if delay is None:
                 raise given_up(
                     outcome,
