@@ -107,3 +107,9 @@ def test_oauth_is_authentication_and_keeps_the_issuer_as_written() -> None:
     )
     assert settings.authenticates and settings.oauth_issuer == "https://tenant.auth0.com/"
     assert settings.resource_url == "https://mcp.example.com/mcp"
+
+
+def test_replicas_sharing_redis_without_a_shared_secret_do_not_start() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(sandbox=True, redis_url="redis://:pw@127.0.0.1:6379/0")
+    assert "without TEXTMAGIC_CONFIRMATION_SECRET" in str(caught.value) and "pw" not in str(caught.value)

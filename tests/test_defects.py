@@ -128,7 +128,12 @@ async def test_d9_a_preview_that_cannot_be_kept_says_so_and_is_audited(
     audit = tmp_path / "audit.jsonl"
     with running_redis(tmp_path) as url:
         settings = load_settings(
-            username=USERNAME, api_key=API_KEY, base_url=served.url, redis_url=url, audit_log=str(audit)
+            username=USERNAME,
+            api_key=API_KEY,
+            base_url=served.url,
+            redis_url=url,
+            audit_log=str(audit),
+            confirmation_secret="defects-share-this-secret-0123456789abcdef",
         )
         server = build_server(settings)
     # Redis is down now; the server was started while it was up.

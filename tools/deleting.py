@@ -29,7 +29,7 @@ from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, Elic
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field, StrictBool
 
-from server.state.audit import Outcome
+from server.state.audit import Outcome, new_operation
 from server.state.caller import caller
 from server.state.confirmation import Claims, ConfirmationError, Target
 from server.state.context import AppContext, ToolContext, app_context, client_name
@@ -412,7 +412,13 @@ def _auditor(ctx: ToolContext, app: AppContext, plan: DeletePlan) -> Audit:
 
 
 def _record(
-    app: AppContext, plan: DeletePlan, client: str | None, outcome: Outcome, ids: Sequence[int], detail: str
+    app: AppContext,
+    plan: DeletePlan,
+    client: str | None,
+    outcome: Outcome,
+    ids: Sequence[int],
+    detail: str,
+    operation: str | None = None,
 ) -> None:
     app.audit.record(
         tool=plan.tool,
@@ -422,6 +428,7 @@ def _record(
         delete_all=plan.choice == "all",
         all_sessions_count=len(plan.sessions) if plan.choice == "all" else None,
         detail=_with_scope(plan, detail),
+        operation=operation,
     )
 
 
@@ -476,10 +483,12 @@ class Audited:
     app: AppContext
     plan: DeletePlan
     client: str | None
+    # Shared by "sending" and how it ended, so that the two can be matched (and an unmatched one reconciled).
+    operation: str = field(default_factory=new_operation)
     ended: bool = False
 
     def record(self, outcome: Outcome, ids: Sequence[int], detail: str = "") -> None:
-        _record(self.app, self.plan, self.client, outcome, ids, detail)
+        _record(self.app, self.plan, self.client, outcome, ids, detail, self.operation)
         self.ended = outcome != "sending"
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from server.state.caller import caller
+from server.textmagic import TextMagicClient, TextMagicError
 
 Outcome = Literal[
     "preview",
@@ -28,7 +30,10 @@ Outcome = Literal[
     "sending",
     "deleted",
     "uncertain",
+    "reconciled",
 ]
+# Outcomes that end a confirmed delete's "sending" record.
+ENDINGS = frozenset({"deleted", "uncertain", "failed", "cancelled", "nothing_to_delete", "reconciled"})
 
 MAX_RECORD = 4096
 # Within a record: ids listed (the rest counted), and the characters of a client's name and of a detail.
@@ -42,10 +47,12 @@ logger.setLevel(logging.INFO)
 
 
 class AuditLog:
-    """Appends audit records; never given a key or a token, so none can be written."""
+    """Appends audit records; never given a key or a token, so none can be written. ``instance`` names the
+    replica that writes them."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, instance: str = "") -> None:
         self._path = path
+        self._instance = instance
         if path is not None:
             # Opened once at start so a path that cannot be written stops the server, not a delete later.
             with path.open("a", encoding="utf-8"):
@@ -61,11 +68,15 @@ class AuditLog:
         delete_all: bool = False,
         all_sessions_count: int | None = None,
         detail: str | None = None,
+        operation: str | None = None,
     ) -> None:
+        """``operation``: the id a confirmed delete's records share ("sending" and how it ended); else new."""
         listed = sorted(ids)
         who = caller()
         entry: dict[str, object] = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "operation": operation or new_operation(),
+            "instance": _bounded(self._instance, _NAME),
             "tool": tool,
             "outcome": outcome,
             "client": _bounded(client, _NAME) if client is not None else None,
@@ -99,6 +110,31 @@ class AuditLog:
             except OSError as exc:
                 logger.error("could not append to the audit log %s: %s", self._path, exc)
 
+    def unfinished(self, at_most: int = 100) -> list[dict[str, Any]]:
+        """The newest "sending" records of this file with no record of how they ended: deletes a crash or a
+        kill interrupted after they were sent."""
+        if self._path is None:
+            return []
+        sending: dict[str, dict[str, Any]] = {}
+        with self._path.open(encoding="utf-8") as file:
+            for line in file:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                operation = entry.get("operation") if isinstance(entry, dict) else None
+                if not isinstance(operation, str):
+                    continue
+                if entry.get("outcome") == "sending":
+                    sending[operation] = entry
+                elif entry.get("outcome") in ENDINGS:
+                    sending.pop(operation, None)
+        return list(sending.values())[-at_most:]
+
+
+def new_operation() -> str:
+    return secrets.token_hex(8)
+
 
 def ids_digest(ids: Iterable[int]) -> str:
     return hashlib.sha256(",".join(str(i) for i in sorted(ids)).encode()).hexdigest()
@@ -106,3 +142,40 @@ def ids_digest(ids: Iterable[int]) -> str:
 
 def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Sessions reconciliation looks up at most, at start: a restart must not spend the account's rate on its past.
+RECONCILE_LOOKUPS = 200
+
+
+async def reconcile(audit: AuditLog, textmagic: TextMagicClient) -> None:
+    """At start: each delete the audit file says was sent but not how it ended (the process died meanwhile)
+    looked up at TextMagic, and its trail completed with a "reconciled" record naming what is gone."""
+    budget = RECONCILE_LOOKUPS
+    for entry in audit.unfinished():
+        ids = [i for i in entry.get("ids", []) if isinstance(i, int) and not isinstance(i, bool)][:budget]
+        budget -= len(ids)
+        gone, still = [], []
+        for session_id in ids:
+            try:
+                await textmagic.get_session(session_id)
+            except TextMagicError as exc:
+                if exc.http_status != 404:
+                    logger.warning("could not reconcile the audit now: %s", exc)
+                    return
+                gone.append(session_id)
+            else:
+                still.append(session_id)
+        unlisted = int(entry.get("ids_count") or len(ids)) - len(ids)
+        audit.record(
+            tool=str(entry.get("tool") or ""),
+            outcome="reconciled",
+            client=None,
+            ids=gone,
+            detail=f"after a restart, of the {len(ids)} sessions its sending record lists: {len(gone)} gone "
+            f"(deleted), {len(still)} still there {still}"
+            + (f"; {unlisted} more the record did not list were not looked up" if unlisted > 0 else ""),
+            operation=str(entry["operation"]),
+        )
+        if budget <= 0:
+            return

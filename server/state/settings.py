@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import urllib.parse
 import urllib.request
 import zoneinfo
@@ -54,6 +56,12 @@ class Settings(BaseSettings):
     read_only: bool = Field(False, description="Serve only the read tools; delete calls are refused.")
     tools: Annotated[tuple[str, ...] | None, NoDecode] = Field(
         None, description="Comma-separated names of the only tools to serve."
+    )
+    instance: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}",
+        min_length=1,
+        max_length=120,
+        description="Name of this replica in audit records (default: host and process).",
     )
     audit_log: Path | None = Field(
         None, description="File that every delete attempt is appended to (JSON lines)."
@@ -230,6 +238,16 @@ class Settings(BaseSettings):
                 f"TextMagic credentials are missing: set {' and '.join(missing)} (an API v2 key, created in "
                 "TextMagic's web app under Settings > API), or start with --sandbox (TEXTMAGIC_SANDBOX=true) "
                 "to try the built-in emulator without an account"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _replicas_share_a_secret(self) -> Settings:
+        if self.redis_url is not None and self.confirmation_secret is None:
+            raise ValueError(
+                "TEXTMAGIC_REDIS_URL is set (replicas sharing state) without TEXTMAGIC_CONFIRMATION_SECRET: a preview "
+                "made on one replica could not be confirmed on another. Set the same secret on every replica, "
+                "e.g. the output of `openssl rand -hex 32`"
             )
         return self
 

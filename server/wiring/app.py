@@ -33,7 +33,7 @@ from mcp_types import (
 from pydantic import AnyUrl
 
 from server import __version__
-from server.state.audit import AuditLog
+from server.state.audit import AuditLog, reconcile
 from server.state.caller import reachable
 from server.state.confirmation import Confirmations
 from server.state.context import AppContext
@@ -254,6 +254,7 @@ def _lifespan(settings: Settings, audit: AuditLog, retry: RetryPolicy | None) ->
                     **connect,
                 )
             )
+            await reconcile(audit, client)
             running.live = AppContext(
                 textmagic=client,
                 confirmations=confirmations,
@@ -301,7 +302,7 @@ def shared(lifespan: Lifespan) -> Lifespan:
 
 def _audit_log(settings: Settings) -> AuditLog:
     try:
-        return AuditLog(settings.audit_log)
+        return AuditLog(settings.audit_log, settings.instance)
     except OSError as exc:
         raise ConfigError(
             f"TEXTMAGIC_AUDIT_LOG: cannot append to {settings.audit_log} ({exc.strerror})"
