@@ -294,9 +294,12 @@ class HttpProcess:
 
 
 @contextmanager
-def http_processes(served: ServedEmulator, *secrets: str) -> Iterator[list[HttpProcess]]:
-    """One HTTP server process per confirmation secret, started together: replicas, when the secrets are equal."""
-    processes = [HttpProcess(served, wait=False, TEXTMAGIC_CONFIRMATION_SECRET=secret) for secret in secrets]
+def http_processes(served: ServedEmulator, *secrets: str, **env: str) -> Iterator[list[HttpProcess]]:
+    """One HTTP server process per confirmation secret, started together: replicas, when the secrets are equal
+    (and ``env`` names the Redis they share)."""
+    processes = [
+        HttpProcess(served, wait=False, TEXTMAGIC_CONFIRMATION_SECRET=secret, **env) for secret in secrets
+    ]
     try:
         for process in processes:
             process.serving()

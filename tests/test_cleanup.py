@@ -128,10 +128,11 @@ async def test_a_preview_this_server_does_not_know_deletes_nothing(
     secret = "shared-secret-for-two-servers-0123456789"
     async with connect(make_server(confirmation_secret=secret)) as one:
         preview = await preview_of(one, TESTS)
-    # Another process with the same secret: the token is genuine, the previewed set is not there.
+    # Another process with the same secret: the token is genuine, but neither its record of used confirmations
+    # nor the previewed set is there.
     async with connect(make_server(confirmation_secret=secret, confirmation_ttl=601)) as other:
         done = await other.call_tool(MATCHING, confirming(TESTS, preview))
-    assert done.is_error and "does not know the preview" in text_of(done)
+    assert done.is_error and "cannot be known to be unused" in text_of(done)
     assert emulator.deleted_ids == []
 
 

@@ -201,7 +201,9 @@ async def test_who_can_be_asked_over_stateless_http(served: ServedEmulator, emul
     assert emulator.deleted_ids == [first]
 
 
-async def test_replicas_share_tokens_and_the_users_answer(served: ServedEmulator, emulator: Emulator) -> None:
+async def test_replicas_share_tokens_and_the_users_answer(
+    served: ServedEmulator, emulator: Emulator, redis_url: str
+) -> None:
     """A preview on one replica, a 2026-07-28 elicitation round asked by it and answered to another; a process
     with another secret refuses the token."""
     [session_id] = newest(emulator)
@@ -209,7 +211,9 @@ async def test_replicas_share_tokens_and_the_users_answer(served: ServedEmulator
     async def never(_ctx: Any, _params: ElicitRequestParams) -> ElicitResult:
         raise AssertionError("this test answers by hand")
 
-    with http_processes(served, SECRET, SECRET, "a-different-secret-0123456789abcdef") as (
+    with http_processes(
+        served, SECRET, SECRET, "a-different-secret-0123456789abcdef", TEXTMAGIC_REDIS_URL=redis_url
+    ) as (
         one,
         two,
         stranger,

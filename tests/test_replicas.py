@@ -148,3 +148,31 @@ async def test_redis_gone_refuses_deletes_and_reads_go_on(
     )
     assert emulator.deleted_ids == [] and sent(emulator, "DELETE") == 0
     assert not read.is_error, text_of(read)
+
+
+async def test_a_used_token_stays_used_when_redis_loses_its_data(
+    served: ServedEmulator, emulator: Emulator, redis_url: str
+) -> None:
+    import redis
+
+    ids = newest(emulator, 2)
+    async with connect(replica(served, redis_url)) as client:
+        used = await preview_token(client, "delete_message_sessions_bulk", {"ids": ids[:1]})
+        pending = await preview_token(client, "delete_message_sessions_bulk", {"ids": ids[1:]})
+        first = await client.call_tool(
+            "delete_message_sessions_bulk", {"ids": ids[:1], "confirm": True, "confirmation_token": used}
+        )
+        assert first.structured_content["deleted"] is True
+        # Redis restarts empty (or from a snapshot older than the confirmation): its record of used tokens is gone.
+        with redis.Redis.from_url(redis_url) as connection:
+            connection.flushall()
+        emulator.data.sessions.update({ids[0]: {"id": ids[0], "startTime": None, "title": "back again"}})
+        replayed = await client.call_tool(
+            "delete_message_sessions_bulk", {"ids": ids[:1], "confirm": True, "confirmation_token": used}
+        )
+        earlier = await client.call_tool(
+            "delete_message_sessions_bulk", {"ids": ids[1:], "confirm": True, "confirmation_token": pending}
+        )
+    for refused in (replayed, earlier):
+        assert refused.is_error and "cannot be known to be unused" in text_of(refused)
+    assert sent(emulator, "POST") == 1

@@ -288,8 +288,8 @@ async def _preview(app: AppContext, plan: DeletePlan, audit: Audit) -> DeleteRes
             not_found_ids=list(plan.not_found[:IDS_LISTED]),
             message=f"Nothing to delete: {what}.",
         )
-    issued = app.confirmations.issue(plan.tool, plan.target(), caller().subject)
     try:
+        issued = app.confirmations.issue(plan.tool, plan.target(), caller().subject, await app.ledger.epoch())
         await app.previews.put(issued.nonce, {s.id: s.start_time or "" for s in plan.sessions})
     except StateUnavailable as exc:
         # A preview whose set cannot be kept could never be confirmed: refused now, not after the person agreed.
@@ -376,8 +376,11 @@ def gate(ctx: ToolContext, confirm: bool, token: str | None) -> Refusal | None:
 
 
 async def unused(app: AppContext, claims: Claims) -> Refusal | None:
-    """Refuse a token already used, before anything is looked up or anybody asked."""
+    """Refuse a token already used, or issued before the ledger lost what it knew, before anything is looked up
+    or anybody asked."""
     try:
+        if claims.epoch != await app.ledger.epoch():
+            return Refusal("refused", LEDGER_RESET)
         if await app.ledger.used(claims.nonce):
             return Refusal("refused", ALREADY_USED)
     except StateUnavailable as exc:
@@ -644,6 +647,11 @@ CONFIRM_WITHOUT_PREVIEW = (
 ALREADY_USED = (
     "Nothing was deleted. This confirmation_token was used already: a confirmation works once. Call again "
     "without confirm for a fresh preview, and show it to the user."
+)
+LEDGER_RESET = (
+    "Nothing was deleted. The record of used confirmations was reset since this preview (the server restarted, "
+    "or Redis lost its data), so this token cannot be known to be unused. Call again without confirm for a fresh "
+    "preview, and show it to the user."
 )
 LEDGER_DOWN = (
     "Nothing was deleted: the record of used confirmations (Redis, TEXTMAGIC_REDIS_URL) cannot be reached, and "

@@ -68,6 +68,8 @@ class Claims:
     target: str
     expires: int
     nonce: str
+    # The ledger's generation it was issued under.
+    epoch: str = ""
 
 
 class Confirmations:
@@ -80,11 +82,21 @@ class Confirmations:
         self._ttl = ttl_seconds
         self._clock = clock
 
-    def issue(self, operation: str, target: Target, subject: str | None = None) -> IssuedToken:
-        """A token for ``operation`` on ``target``, which only ``subject`` (the caller) can confirm with."""
+    def issue(
+        self, operation: str, target: Target, subject: str | None = None, epoch: str = ""
+    ) -> IssuedToken:
+        """A token for ``operation`` on ``target``, which only ``subject`` (the caller) can confirm with, under the
+        ledger generation ``epoch``."""
         expires = int(self._clock()) + self._ttl
         nonce = secrets.token_urlsafe(12)
-        body = {"op": operation, "t": target.digest(), "exp": expires, "n": nonce, "s": _who(subject)}
+        body = {
+            "op": operation,
+            "t": target.digest(),
+            "exp": expires,
+            "n": nonce,
+            "s": _who(subject),
+            "g": epoch,
+        }
         claims = _b64(json.dumps(body).encode())
         token = f"{_VERSION}.{claims}.{self._sign(claims)}"
         return IssuedToken(token=token, expires_at=datetime.fromtimestamp(expires, UTC), nonce=nonce)
@@ -104,7 +116,7 @@ class Confirmations:
             )
         try:
             raw = json.loads(_unb64(claims_part))
-            claims = Claims(str(raw["op"]), str(raw["t"]), int(raw["exp"]), str(raw["n"]))
+            claims = Claims(str(raw["op"]), str(raw["t"]), int(raw["exp"]), str(raw["n"]), str(raw["g"]))
             issued_to = str(raw["s"])
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise ConfirmationError(f"The confirmation token is malformed. {AGAIN}") from None

@@ -1,12 +1,15 @@
 """Used confirmation tokens: a confirmation works once, however often and however concurrently it is sent.
 
 A token's nonce is claimed when its delete is about to be carried out; a second claim of it fails. An entry lives
-as long as its token would. In one process the ledger is memory; replicas share one in Redis
+as long as its token would. A ledger has a generation (``epoch``), made once: tokens carry the one they were
+issued under, and a ledger that lost its entries (a restart, Redis restored from an older snapshot or emptied)
+has a new one, so that no token from before can pass as unused. In one process the ledger is memory; replicas share one in Redis
 (``server.shared``), where the claim is a single ``SET NX``, so exactly one of them wins it.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -18,6 +21,10 @@ class StateUnavailable(Exception):
 
 
 class Ledger(Protocol):
+    async def epoch(self) -> str:
+        """This ledger's generation (raises StateUnavailable)."""
+        ...
+
     async def used(self, nonce: str) -> bool:
         """Whether the token with ``nonce`` was used (raises StateUnavailable)."""
         ...
@@ -32,6 +39,11 @@ class MemoryLedger:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._used: dict[str, float] = {}
+        # Gone with the process, and the entries with it.
+        self._epoch = secrets.token_hex(8)
+
+    async def epoch(self) -> str:
+        return self._epoch
 
     async def used(self, nonce: str) -> bool:
         return self._used.get(nonce, 0) > self._clock()

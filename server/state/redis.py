@@ -128,6 +128,13 @@ class RedisLedger:
     def __init__(self, client: Any) -> None:
         self._redis = client
 
+    async def epoch(self) -> str:
+        # Made once, by whichever replica comes first (SET NX); lost with the rest if Redis loses its data.
+        async with _guarded():
+            await self._redis.set(f"{PREFIX}:epoch", secrets.token_hex(8), nx=True)
+            value = await self._redis.get(f"{PREFIX}:epoch")
+        return str(value.decode() if isinstance(value, bytes) else value)
+
     async def used(self, nonce: str) -> bool:
         async with _guarded():
             return bool(await self._redis.exists(f"{PREFIX}:used:{nonce}"))
