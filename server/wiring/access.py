@@ -143,9 +143,8 @@ def _quoted(text: str) -> str:
 
 @dataclass(frozen=True)
 class Call:
-    """What a JSON-RPC request body asks: its method, the tool it calls, whether it wants progress."""
+    """What a JSON-RPC request body asks: the tool it calls, whether it wants progress, its id."""
 
-    method: str | None = None
     tool: str | None = None
     wants_progress: bool = False
     id: str | int | None = None
@@ -165,7 +164,6 @@ class Call:
         tool = params.get("name") if method == "tools/call" else None
         identifier = message.get("id")
         return cls(
-            method=method if isinstance(method, str) else None,
             tool=tool if isinstance(tool, str) else None,
             wants_progress=isinstance(meta, dict) and meta.get("progressToken") is not None,
             id=identifier if isinstance(identifier, str | int) and not isinstance(identifier, bool) else None,
