@@ -175,10 +175,10 @@ async def get_delivery_report(
     # list come from the same messages, so they cost no more requests, and go to the view alone.
     # Several sessions get a row each.
     each_session: list[GroupBy] = [] if id else ["session"]
-    pictured = list(dict.fromkeys([*asked, *VIEW_GROUPS, *each_session]))
-    scope, tally = await tally_messages(ctx, id, query, pictured, include_deleted)
+    viewed = list(dict.fromkeys([*asked, *VIEW_GROUPS, *each_session]))
+    scope, tally = await tally_messages(ctx, id, query, viewed, include_deleted)
     result = as_result(report_of(scope, tally, asked, failed_limit))
-    result.meta = view_meta(report_of(scope, tally, pictured, VIEW_FAILED))
+    result.meta = view_meta(report_of(scope, tally, viewed, VIEW_FAILED))
     return result
 
 
