@@ -5,6 +5,7 @@ Test modules import from here, never from each other; fixtures live in conftest.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -355,6 +356,24 @@ def add_session(
     return session
 
 
+def wait_until_says(process: subprocess.Popen[str], marker: str, what: str) -> str:
+    """Read ``process``'s output up to the line saying ``marker`` (it says so once it listens: reading that line
+    is the only wait), then keep draining it in the background; the line."""
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            threading.Thread(target=process.stdout.read, daemon=True).start()
+            return line
+    raise AssertionError(f"{what} did not start: " + "".join(seen))
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    """The audit records in the file at ``path``."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def required_service(name: str, install: str) -> str:
     """The path of ``name``; the test is skipped with a reason when it is missing, or fails when
     REQUIRE_TEST_SERVICES=1 (as .ci/run sets it, having installed what the tests need)."""
@@ -397,16 +416,7 @@ def running_redis(folder: Path) -> Iterator[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert process.stdout is not None
-    seen = []
-    # It says so once it listens: reading that line is the only wait.
-    for line in process.stdout:
-        seen.append(line)
-        if "Ready to accept connections" in line:
-            break
-    else:
-        raise AssertionError("redis-server did not start: " + "".join(seen))
-    threading.Thread(target=process.stdout.read, daemon=True).start()
+    wait_until_says(process, "Ready to accept connections", "redis-server")
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
@@ -430,8 +440,6 @@ class AuthorizationServer:
 @contextmanager
 def running_authorization_server(folder: Path) -> Iterator[AuthorizationServer]:
     """oidc-provider (tests/oidc, installed from its lock file) on a free loopback port, with a new RSA key."""
-    import json
-
     import jwt
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -452,18 +460,9 @@ def running_authorization_server(folder: Path) -> Iterator[AuthorizationServer]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert process.stdout is not None
-    seen = []
-    # It prints its issuer once it listens: reading that line is the only wait.
-    for line in process.stdout:
-        seen.append(line)
-        if line.startswith("issuer "):
-            break
-    else:
-        raise AssertionError("oidc-provider did not start: " + "".join(seen))
-    threading.Thread(target=process.stdout.read, daemon=True).start()
+    line = wait_until_says(process, "issuer ", "oidc-provider")
     try:
-        yield AuthorizationServer(issuer=seen[-1].split()[1], key=key)
+        yield AuthorizationServer(issuer=line.split()[1], key=key)
     finally:
         process.terminate()
         process.wait(timeout=10)

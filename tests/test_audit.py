@@ -10,13 +10,9 @@ from typing import Any
 import pytest
 
 from server.sandbox import Emulator
-from tests.helpers import connect, newest, preview_then_confirm
+from tests.helpers import connect, newest, preview_then_confirm, records
 
 pytestmark = pytest.mark.anyio
-
-
-def records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 async def test_a_deletes_records_share_its_operation_and_name_the_replica(

@@ -4,7 +4,6 @@ are in test_bounds.py and test_sharing.py)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.helpers import (
     connect,
     newest,
     preview_token,
+    records,
     running_redis,
     sent,
     text_of,
@@ -30,10 +30,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.anyio
 MATCHING = "delete_message_sessions_matching"
 BULK = "delete_message_sessions_bulk"
-
-
-def records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 async def test_d1_completion_reveals_nothing_the_served_tools_do_not(

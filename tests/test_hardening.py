@@ -32,6 +32,7 @@ from tests.helpers import (
     mcp_client,
     newest,
     preview_token,
+    records,
     sent,
     text_of,
     textmagic_client,
@@ -42,10 +43,6 @@ pytestmark = pytest.mark.anyio
 
 BULK = "delete_message_sessions_bulk"
 HIDDEN = "\u202e\u200b\U000e0041\u2066"
-
-
-def records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 async def test_2_concurrent_confirmations_send_one_delete(make_server: Any, emulator: Emulator) -> None:

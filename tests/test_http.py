@@ -326,43 +326,26 @@ async def test_worker_factory_reads_the_environment(
     ],
 )
 def test_worker_factory_never_serves_without_authentication(options: list[str]) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "server.wiring.http:app_from_environment",
-            "--port",
-            "0",
-            *options,
-        ],
-        env=shell_environment(TEXTMAGIC_SANDBOX="true"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_factory(*options, TEXTMAGIC_SANDBOX="true")
     assert "configuration error: refusing to serve HTTP" in done.stderr
     assert "Set TEXTMAGIC_MCP_TOKENS" in done.stderr and "Traceback" not in done.stderr
     assert "Application startup complete" not in done.stderr
 
 
 def test_worker_factory_with_a_bad_configuration_says_what_to_fix() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "server.wiring.http:app_from_environment",
-            "--port",
-            "0",
-        ],
-        env=shell_environment(TEXTMAGIC_USERNAME=USERNAME),
+    done = run_factory(TEXTMAGIC_USERNAME=USERNAME)
+    assert done.returncode != 0
+    assert "configuration error: TextMagic credentials are missing: set TEXTMAGIC_API_KEY" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def run_factory(*options: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``uvicorn --factory server.wiring.http:app_from_environment`` on a free port, as an operator runs it."""
+    factory = [sys.executable, "-m", "uvicorn", "--factory", "server.wiring.http:app_from_environment"]
+    return subprocess.run(
+        [*factory, "--port", "0", *options],
+        env=shell_environment(**env),
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert done.returncode != 0
-    assert "configuration error: TextMagic credentials are missing: set TEXTMAGIC_API_KEY" in done.stderr
-    assert "Traceback" not in done.stderr

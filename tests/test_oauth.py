@@ -379,6 +379,24 @@ class Tokens:
         self.client = client_info
 
 
+def signing_in(url: str, person: SignIn, storage: Tokens, grant_types: list[str]) -> OAuthClientProvider:
+    """The SDK's OAuth client for the server at ``url``, a public client registering itself, ``person`` at the
+    authorization server's pages."""
+    return OAuthClientProvider(
+        server_url=f"{url}/mcp",
+        client_metadata=OAuthClientMetadata(
+            redirect_uris=["http://127.0.0.1:1/callback"],
+            client_name="textmagic-sessions-mcp tests",
+            token_endpoint_auth_method="none",
+            grant_types=grant_types,
+            response_types=["code"],
+        ),
+        storage=storage,
+        redirect_handler=person.redirect_handler,
+        callback_handler=person.callback_handler,
+    )
+
+
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_a_client_that_knows_only_the_url_signs_in_and_calls(
     served: ServedEmulator, authorization_server: AuthorizationServer, emulator: Emulator, mode: str
@@ -386,19 +404,7 @@ async def test_a_client_that_knows_only_the_url_signs_in_and_calls(
     with oauth_server(served, authorization_server.issuer) as url:
         person = SignIn("alice")
         storage = Tokens()
-        auth = OAuthClientProvider(
-            server_url=f"{url}/mcp",
-            client_metadata=OAuthClientMetadata(
-                redirect_uris=["http://127.0.0.1:1/callback"],
-                client_name="textmagic-sessions-mcp tests",
-                token_endpoint_auth_method="none",
-                grant_types=["authorization_code", "refresh_token"],
-                response_types=["code"],
-            ),
-            storage=storage,
-            redirect_handler=person.redirect_handler,
-            callback_handler=person.callback_handler,
-        )
+        auth = signing_in(url, person, storage, ["authorization_code", "refresh_token"])
         [session_id] = newest(emulator)
         async with (
             httpx2.AsyncClient(auth=auth) as http,
@@ -472,18 +478,7 @@ async def test_opaque_tokens_are_introspected(
     with oauth_server(served, authorization_server.issuer, host="localhost", **introspection) as url:
         person = SignIn("bob")
         storage = Tokens()
-        auth = OAuthClientProvider(
-            server_url=f"{url}/mcp",
-            client_metadata=OAuthClientMetadata(
-                redirect_uris=["http://127.0.0.1:1/callback"],
-                token_endpoint_auth_method="none",
-                grant_types=["authorization_code"],
-                response_types=["code"],
-            ),
-            storage=storage,
-            redirect_handler=person.redirect_handler,
-            callback_handler=person.callback_handler,
-        )
+        auth = signing_in(url, person, storage, ["authorization_code"])
         async with (
             httpx2.AsyncClient(auth=auth) as http,
             Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,

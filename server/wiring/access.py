@@ -38,9 +38,11 @@ RETRY_AFTER_SECONDS = 30
 
 @dataclass(frozen=True)
 class Resources:
-    """The protected resources this server is, as clients name them in OAuth: /mcp, and /mcp/readonly."""
+    """The protected resources this server is, as clients name them in OAuth: /mcp, and /mcp/readonly, and the
+    authorization server that issues tokens for them."""
 
     base: str
+    issuer: str
 
     def url(self, path: str) -> str:
         return f"{self.base}{path}"
@@ -53,7 +55,9 @@ class Resources:
 
     @classmethod
     def of(cls, settings: Settings) -> Resources | None:
-        return cls(settings.public_url.rstrip("/")) if settings.public_url and settings.oauth_issuer else None
+        if settings.public_url is None or settings.oauth_issuer is None:
+            return None
+        return cls(settings.public_url.rstrip("/"), settings.oauth_issuer)
 
 
 class Authenticated:
@@ -206,8 +210,6 @@ class Narrowed:
             )
             await refused(scope, replay, send)
             return
-        allowed = narrowed(self._served, self._destructive, scope["path"], Headers(scope=scope), scopes)
-        token = allowed_tools.set(allowed)
         # Callers take turns at TextMagic: a person by their token, anyone else by their connection.
         who = user.access_token.subject if isinstance(user, AuthenticatedUser) else None
         client = scope.get("client") or ("", 0)
@@ -215,11 +217,11 @@ class Narrowed:
         counted = call.tool is not None
         if counted and self._running.get(key, 0) >= self._calls_per_caller:
             await _too_many(call, self._calls_per_caller)(scope, replay, send)
-            allowed_tools.reset(token)
             return
         if counted:
             self._running[key] = self._running.get(key, 0) + 1
-        turn = caller_key.set(key)
+        allowed = narrowed(self._served, self._destructive, scope["path"], Headers(scope=scope), scopes)
+        token, turn = allowed_tools.set(allowed), caller_key.set(key)
         try:
             await self._choose(call)({**scope, "path": MCP_PATH, "raw_path": MCP_PATH.encode()}, replay, send)
         finally:

@@ -105,8 +105,8 @@ def http_app(server: SessionsServer, settings: Settings, *, on_loopback: bool) -
         Route(MCP_PATH, mcp),
         Route(READONLY_PATH, mcp),
     ]
-    if resources is not None and settings.oauth_issuer is not None:
-        routes += resource_metadata_routes(resources, settings.oauth_issuer)
+    if resources is not None:
+        routes += resource_metadata_routes(resources)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -120,7 +120,7 @@ def http_app(server: SessionsServer, settings: Settings, *, on_loopback: bool) -
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def resource_metadata_routes(resources: Resources, issuer: str) -> list[Route]:
+def resource_metadata_routes(resources: Resources) -> list[Route]:
     """RFC 9728 metadata of /mcp and /mcp/readonly, served by the SDK's handler, and of /mcp at the bare
     well-known path too, for clients that look there first."""
     routes = []
@@ -133,7 +133,7 @@ def resource_metadata_routes(resources: Resources, issuer: str) -> list[Route]:
             {
                 "resource": resources.url(path),
                 # As written: an issuer is compared as a string, and the model keeps it so.
-                "authorization_servers": [issuer],
+                "authorization_servers": [resources.issuer],
                 "scopes_supported": list(SCOPES if path == MCP_PATH else (READ_SCOPE,)),
                 "resource_name": "TextMagic message sessions"
                 + (" (read-only)" if path == READONLY_PATH else ""),
