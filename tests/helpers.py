@@ -394,10 +394,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_redis(folder: Path) -> Iterator[str]:
-    """redis-server on loopback, no persistence, until the block ends; its URL once it accepts connections."""
+def running_redis(folder: Path, port: int | None = None) -> Iterator[str]:
+    """redis-server on loopback (on ``port``, else a free one), no persistence, until the block ends; its URL once
+    it accepts connections."""
     binary = required_service("redis-server", "apt-get install redis-server")
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [
             binary,

@@ -157,12 +157,12 @@ async def test_read_only_over_http(served: ServedEmulator, emulator: Emulator) -
 
 
 async def test_health_and_readiness(served: ServedEmulator, emulator: Emulator) -> None:
-    """Finding 7: every probe of /readyz started a TextMagic request, and it showed anyone the base URL."""
+    """Finding 7: every probe of /readyz started a TextMagic request, and it showed anyone the base URL. Probes
+    now never call TextMagic: they report what this replica's own requests found."""
     bearer = {"Authorization": f"Bearer {TOKEN}"}
     with http_server(served) as url, http_server(served, api_key="revoked-key") as revoked:
         async with httpx2.AsyncClient() as http:
             health = await http.get(f"{url}/healthz")
-            assert tm_requests(emulator) == [], "/healthz must not call TextMagic"
             probes: list[httpx2.Response] = []
             async with anyio.create_task_group() as group:
                 for _ in range(50):
@@ -171,16 +171,25 @@ async def test_health_and_readiness(served: ServedEmulator, emulator: Emulator) 
                         probes.append(await http.get(f"{url}/readyz"))
 
                     group.start_soon(probe)
-            checked = [(r.path, r.query) for r in tm_requests(emulator)]
-            not_ready = await http.get(f"{revoked}/readyz")
+            checked = tm_requests(emulator)
+            async with mcp_client(revoked) as client:
+                refused = await client.call_tool("get_message_session", {"id": newest(emulator)[0]})
+            failing = await http.get(f"{revoked}/readyz")
             explained = await http.get(f"{revoked}/readyz", headers=bearer)
     assert (health.status_code, health.json()["status"]) == (200, "ok") and health.json()["version"]
-    assert {(p.status_code, p.text) for p in probes} == {(200, '{"status":"ready"}')}
-    # One check for fifty probes: the others waited for it and shared its answer.
-    assert checked == [("/api/v2/sessions", {"page": "1", "limit": "1"})]
-    assert (not_ready.status_code, not_ready.json()) == (503, {"status": "not ready"})
-    assert served.url not in not_ready.text and "127.0.0.1" not in not_ready.text
-    assert "TEXTMAGIC_API_KEY" in explained.json()["reason"] and "revoked-key" not in explained.text
+    assert {(p.status_code, p.text) for p in probes} == {
+        (200, '{"status":"ready","textmagic":"unknown","deletes":"available"}')
+    }
+    assert checked == [], "probes must not call TextMagic"
+    assert refused.is_error
+    # Credentials TextMagic refuses are reported, not routed on: every replica shares them.
+    assert (failing.status_code, failing.json()) == (
+        200,
+        {"status": "ready", "textmagic": "failing", "deletes": "available"},
+    )
+    assert served.url not in failing.text and "127.0.0.1" not in failing.text
+    problem = explained.json()["textmagic_problem"]
+    assert "TEXTMAGIC_API_KEY" in problem and "revoked-key" not in explained.text
 
 
 async def test_who_can_be_asked_over_stateless_http(served: ServedEmulator, emulator: Emulator) -> None:

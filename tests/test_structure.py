@@ -16,11 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # Each layer, bottom first, and what of ours it may import besides itself. The root package ``server`` (its
 # version) may be imported from anywhere.
 LAYERS: dict[str, set[str]] = {
-    "server.textmagic": set(),
+    "server.observability": set(),
+    "server.textmagic": {"server.observability"},
     "server.sandbox": set(),
-    "server.state": {"server.textmagic"},
-    "tools": {"server.state", "server.textmagic"},
-    "server.wiring": {"server.state", "server.textmagic", "server.sandbox", "tools"},
+    "server.state": {"server.observability", "server.textmagic"},
+    "tools": {"server.observability", "server.state", "server.textmagic"},
+    "server.wiring": {"server.observability", "server.state", "server.textmagic", "server.sandbox", "tools"},
 }
 # The packages of the SDK that only the MCP layers use: the client at the bottom knows nothing of MCP.
 MCP = ("mcp", "mcp_types")

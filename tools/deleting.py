@@ -22,13 +22,14 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal, NoReturn, Protocol
 
 import anyio
 from mcp.server.mcpserver import AcceptedElicitation, CancelledElicitation, Elicit, ElicitationResult
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field, StrictBool
 
+from server.observability import metrics
 from server.state.audit import Outcome, new_operation
 from server.state.caller import caller
 from server.state.confirmation import Claims, ConfirmationError, Target
@@ -249,13 +250,13 @@ async def carry_out(
     app = app_context(ctx)
     audit = _auditor(ctx, app, plan)
     if plan.refusal:
-        audit(plan.refusal.outcome, plan.refusal.reason)
-        raise ToolError(plan.refusal.reason)
+        _refuse(plan, plan.refusal, audit)
     if not plan.confirm:
         return await _preview(app, plan, audit)
     assert plan.claims is not None, "a confirmed plan holds its token's claims"
     # Again in the body: a concurrent confirmation with the same token may have used it since the plan was made.
-    await _refuse_if(await unused(app, plan.claims), audit)
+    if refusal := await unused(app, plan.claims):
+        _refuse(plan, refusal, audit)
     if not plan.sessions:
         audit("nothing_to_delete")
         which = "these" if plan.by_ids else "the previewed"
@@ -266,9 +267,11 @@ async def carry_out(
         )
     if answer := await _declined(app, plan.claims, plan.ask_human, approval, audit):
         return DeleteResult(deleted=False, preview=plan.preview(), message=answer)
-    await _refuse_if(await claim(app, plan.claims), audit)
+    if refusal := await claim(app, plan.claims):
+        _refuse(plan, refusal, audit)
     with audited(ctx, app, plan) as trail:
         done = await delete_in_chunks(ctx, app, plan)
+        metrics.SESSIONS_DELETED.inc(len(done.deleted))
         trail.record(
             done.outcome, done.deleted or done.uncertain or done.gone or plan.ids, done.problem or ""
         )
@@ -443,10 +446,11 @@ def _with_scope(plan: DeletePlan, detail: str) -> str:
     return f"{where}; {len(plan.sessions)} sessions; {detail}".strip("; ")
 
 
-async def _refuse_if(refusal: Refusal | None, audit: Audit) -> None:
-    if refusal:
-        audit(refusal.outcome, refusal.reason)
-        raise ToolError(refusal.reason)
+def _refuse(plan: DeletePlan, refusal: Refusal, audit: Audit) -> NoReturn:
+    audit(refusal.outcome, refusal.reason)
+    if plan.confirm and refusal.outcome == "refused":
+        metrics.CONFIRMATIONS_REFUSED.labels(plan.tool).inc()
+    raise ToolError(refusal.reason)
 
 
 async def _declined(

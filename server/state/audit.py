@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from server.observability import metrics
 from server.state.caller import caller
 from server.textmagic import TextMagicClient, TextMagicError
 
@@ -53,6 +54,8 @@ class AuditLog:
     def __init__(self, path: Path | None, instance: str = "") -> None:
         self._path = path
         self._instance = instance
+        # Deletes of this process between "sending" and how they ended: never reconciled while they run.
+        self._running: set[str] = set()
         if path is not None:
             # Opened once at start so a path that cannot be written stops the server, not a delete later.
             with path.open("a", encoding="utf-8"):
@@ -73,9 +76,15 @@ class AuditLog:
         """``operation``: the id a confirmed delete's records share ("sending" and how it ended); else new."""
         listed = sorted(ids)
         who = caller()
+        operation = operation or new_operation()
+        if outcome == "sending":
+            self._running.add(operation)
+        elif outcome in ENDINGS:
+            self._running.discard(operation)
+        metrics.DELETE_CALLS.labels(outcome).inc()
         entry: dict[str, object] = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "operation": operation or new_operation(),
+            "operation": operation,
             "instance": _bounded(self._instance, _NAME),
             "tool": tool,
             "outcome": outcome,
@@ -110,9 +119,10 @@ class AuditLog:
             except OSError as exc:
                 logger.error("could not append to the audit log %s: %s", self._path, exc)
 
-    def unfinished(self, at_most: int = 100) -> list[dict[str, Any]]:
+    def unfinished(self, *, own: bool = False, at_most: int = 100) -> list[dict[str, Any]]:
         """The newest "sending" records of this file with no record of how they ended: deletes a crash or a
-        kill interrupted after they were sent."""
+        kill interrupted after they were sent, never one this process is carrying out; ``own``: only this
+        instance's."""
         if self._path is None:
             return []
         sending: dict[str, dict[str, Any]] = {}
@@ -126,7 +136,10 @@ class AuditLog:
                 if not isinstance(operation, str):
                     continue
                 if entry.get("outcome") == "sending":
-                    sending[operation] = entry
+                    if operation not in self._running and (
+                        not own or entry.get("instance") == self._instance
+                    ):
+                        sending[operation] = entry
                 elif entry.get("outcome") in ENDINGS:
                     sending.pop(operation, None)
         return list(sending.values())[-at_most:]
@@ -144,15 +157,16 @@ def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# Sessions reconciliation looks up at most, at start: a restart must not spend the account's rate on its past.
+# Sessions one reconciliation looks up at most: it must not spend the account's rate on the past.
 RECONCILE_LOOKUPS = 200
 
 
-async def reconcile(audit: AuditLog, textmagic: TextMagicClient) -> None:
-    """At start: each delete the audit file says was sent but not how it ended (the process died meanwhile)
-    looked up at TextMagic, and its trail completed with a "reconciled" record naming what is gone."""
+async def reconcile(audit: AuditLog, textmagic: TextMagicClient, *, own: bool = False) -> None:
+    """Each delete the audit file says was sent but not how it ended (the process died meanwhile, or could not
+    write its outcome) looked up at TextMagic, and its trail completed with a "reconciled" record naming what is
+    gone. At start every such record of the file; later (``own``) those this instance wrote."""
     budget = RECONCILE_LOOKUPS
-    for entry in audit.unfinished():
+    for entry in audit.unfinished(own=own):
         ids = [i for i in entry.get("ids", []) if isinstance(i, int) and not isinstance(i, bool)][:budget]
         budget -= len(ids)
         gone, still = [], []
@@ -172,7 +186,7 @@ async def reconcile(audit: AuditLog, textmagic: TextMagicClient) -> None:
             outcome="reconciled",
             client=None,
             ids=gone,
-            detail=f"after a restart, of the {len(ids)} sessions its sending record lists: {len(gone)} gone "
+            detail=f"{'looked up later' if own else 'after a restart'}, of the {len(ids)} sessions its sending record lists: {len(gone)} gone "
             f"(deleted), {len(still)} still there {still}"
             + (f"; {unlisted} more the record did not list were not looked up" if unlisted > 0 else ""),
             operation=str(entry["operation"]),

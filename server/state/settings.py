@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     audit_log: Path | None = Field(
         None, description="File that every delete attempt is appended to (JSON lines)."
     )
+    reconcile_interval: float = Field(
+        600.0,
+        ge=0,
+        le=86_400,
+        description="Seconds between looks at TextMagic for deletes this replica audited as sent but not how they "
+        "ended (0: only at start).",
+    )
     rate_limit: float = Field(
         40.0,
         ge=0.1,

@@ -10,6 +10,7 @@ import ssl
 import zlib
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -18,6 +19,8 @@ import httpx2
 from pydantic import BaseModel, ValidationError
 
 from server import __version__
+from server.observability import metrics
+from server.observability.tracing import span
 from server.textmagic.budget import current_budget
 from server.textmagic.errors import (
     Failure,
@@ -62,6 +65,28 @@ def track_statuses() -> list[int]:
     return statuses
 
 
+@dataclass
+class Health:
+    """What TextMagic's latest answer (or its absence) said: ``problem`` is None while it answers and accepts the
+    credentials; ``seen_at``, when that was learnt (anyio's clock; -inf before any request)."""
+
+    problem: str | None = None
+    seen_at: float = float("-inf")
+
+    def saw(self, outcome: httpx2.Response | Failure) -> None:
+        status = outcome.status_code if isinstance(outcome, httpx2.Response) else None
+        if status in (401, 403):
+            self.problem = (
+                f"TextMagic refused the credentials (HTTP {status}): "
+                "check TEXTMAGIC_USERNAME and TEXTMAGIC_API_KEY"
+            )
+        elif isinstance(outcome, Failure) and not outcome.throttled:
+            self.problem = outcome.problem
+        else:
+            self.problem = None
+        self.seen_at = anyio.current_time()
+
+
 class TextMagicClient:
     """Typed access to TextMagic's message-sessions API, over keep-alive connections every call shares.
 
@@ -103,6 +128,7 @@ class TextMagicClient:
             }
         )
         self._http: httpx2.AsyncClient | None = None
+        self.health = Health()
 
     async def __aenter__(self) -> TextMagicClient:
         return self
@@ -219,7 +245,7 @@ class TextMagicClient:
             attempts += 1
             if budget is not None:
                 budget.spend()
-            await self._pacer.wait(at_most=self._retry.budget)
+            await self._paced()
             # The retry budget counts from the first send: waiting for a turn under load is not failing.
             started = anyio.current_time() if started is None else started
             outcome = await self._attempt(method, path, params, json)
@@ -251,11 +277,38 @@ class TextMagicClient:
                 )
             await anyio.sleep(delay)
 
+    async def _paced(self) -> None:
+        """Wait for a slot under the account's rate limit, measured."""
+        metrics.PACER_WAITING.inc()
+        began = anyio.current_time()
+        try:
+            await self._pacer.wait(at_most=self._retry.budget)
+        finally:
+            metrics.PACER_WAITING.dec()
+        metrics.paced(anyio.current_time() - began)
+
     async def _attempt(
         self, method: str, path: str, params: Mapping[str, Any] | None, json: Mapping[str, Any] | None
     ) -> httpx2.Response | Failure:
-        """One exchange, under one deadline for all of it (connect, send, receive): TextMagic's final answer, or a
-        Failure to weigh for another try."""
+        """One exchange, traced and counted: TextMagic's final answer, or a Failure to weigh for another try."""
+        began = anyio.current_time()
+        with span(
+            f"TextMagic {method}", "textmagic", **{"http.request.method": method, "url.path": path}
+        ) as traced:
+            outcome = await self._exchange_once(method, path, params, json)
+            status = (
+                str(outcome.status_code) if isinstance(outcome, httpx2.Response) else _failure_kind(outcome)
+            )
+            traced.set_attribute("http.response.status_code", status)
+        metrics.UPSTREAM_REQUESTS.labels(method, status).inc()
+        metrics.UPSTREAM_SECONDS.labels(method).observe(anyio.current_time() - began)
+        self.health.saw(outcome)
+        return outcome
+
+    async def _exchange_once(
+        self, method: str, path: str, params: Mapping[str, Any] | None, json: Mapping[str, Any] | None
+    ) -> httpx2.Response | Failure:
+        """One exchange, under one deadline for all of it (connect, send, receive)."""
         try:
             with anyio.fail_after(self._timeout):
                 response = await self._exchange(method, path, params, json)
@@ -348,6 +401,13 @@ class TextMagicClient:
                 trust_env=False,
             )
         return self._http
+
+
+def _failure_kind(failure: Failure) -> str:
+    """A metric's status for an exchange: TextMagic's, or what happened instead."""
+    if failure.answer is not None:
+        return str(failure.answer.status_code)
+    return "connection" if not failure.reached else "no_answer"
 
 
 class _TooLarge(Exception):

@@ -56,6 +56,8 @@ class Backoff:
         self.paused_until = float("-inf")
 
     def share(self) -> float:
+        if self._share >= 1.0:
+            return 1.0
         return min(1.0, self._share + (self._clock() - self._since) * RECOVERY_PER_SECOND)
 
     def throttled(self, retry_after: float | None) -> None:
@@ -82,11 +84,17 @@ class RateLimiter:
         clock: Callable[[], float] = anyio.current_time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
-        self._rate = rate
+        self.rate = rate
         self._clock = clock
         self._sleep = sleep
         self._started: deque[float] = deque()
         self.backoff = Backoff(clock)
+        # This process's part of the rate: all of it, unless it must share without a common window (Redis down).
+        self.portion = 1.0
+
+    def current_rate(self) -> float:
+        """Requests a second allowed now: the rate, this process's portion of it, less while backing off."""
+        return self.rate * self.portion * self.backoff.share()
 
     async def wait(self, *, at_most: float) -> None:
         while True:
@@ -98,7 +106,7 @@ class RateLimiter:
                     raise RateLimited(held)
                 await self._sleep(held)
                 continue
-            capacity, window = window_of(self._rate * self.backoff.share())
+            capacity, window = window_of(self.current_rate())
             while self._started and now - self._started[0] >= window - _SLACK:
                 self._started.popleft()
             if len(self._started) < capacity:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx2
 from mcp.server import MCPServer
 from mcp.server.lowlevel.helper_types import ReadResourceContents
@@ -33,6 +34,7 @@ from mcp_types import (
 from pydantic import AnyUrl
 
 from server import __version__
+from server.observability import metrics, tracing
 from server.state.audit import AuditLog, reconcile
 from server.state.caller import reachable
 from server.state.confirmation import Confirmations
@@ -229,6 +231,7 @@ def _lifespan(settings: Settings, audit: AuditLog, retry: RetryPolicy | None) ->
     connect = _sandbox_connection() if settings.sandbox else _textmagic_connection(settings)
     # One pacer per server, whatever the number of connections: the rate limit is per account.
     pacer = RateLimiter(settings.rate_limit)
+    metrics.track_rate(pacer.current_rate)
     retry = retry or RetryPolicy(budget=settings.retry_budget, max_attempts=settings.retry_attempts)
 
     @asynccontextmanager
@@ -244,7 +247,7 @@ def _lifespan(settings: Settings, audit: AuditLog, retry: RetryPolicy | None) ->
 
                 shared = await stack.enter_async_context(Shared.connect(redis_url))
                 previews, ledger = shared.previews(settings.confirmation_ttl), shared.ledger
-                paced = shared.pacer(settings.username or "", settings.rate_limit, fallback=pacer)
+                paced = shared.pacer(settings.username or "", settings.instance, fallback=pacer)
             client = await stack.enter_async_context(
                 TextMagicClient(
                     timeout=settings.timeout,
@@ -254,7 +257,13 @@ def _lifespan(settings: Settings, audit: AuditLog, retry: RetryPolicy | None) ->
                     **connect,
                 )
             )
+            # Spans still buffered reach the exporter before the process ends, however it ends.
+            stack.callback(tracing.flush)
             await reconcile(audit, client)
+            if settings.reconcile_interval and settings.audit_log:
+                later = await stack.enter_async_context(anyio.create_task_group())
+                later.start_soon(_reconcile_every, settings.reconcile_interval, audit, client)
+                stack.callback(later.cancel_scope.cancel)
             running.live = AppContext(
                 textmagic=client,
                 confirmations=confirmations,
@@ -270,6 +279,14 @@ def _lifespan(settings: Settings, audit: AuditLog, retry: RetryPolicy | None) ->
         logger.info("closed the TextMagic client")
 
     return shared(lifespan)
+
+
+async def _reconcile_every(interval: float, audit: AuditLog, client: TextMagicClient) -> None:
+    """Deletes this replica sent and could not record the end of (its audit file unwritable for a while, a
+    cancellation lost) are completed while it runs, not only at the next start."""
+    while True:
+        await anyio.sleep(interval)
+        await reconcile(audit, client, own=True)
 
 
 def shared(lifespan: Lifespan) -> Lifespan:

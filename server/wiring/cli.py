@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from server import __version__
 from server.state.settings import ConfigError, Settings, load_settings
+from server.wiring import logs
 from tools.filters import SessionQuery, listed
 
 if TYPE_CHECKING:
@@ -36,17 +37,8 @@ def main(argv: list[str] | None = None) -> None:
             host=getattr(args, "host", None),
             port=getattr(args, "port", None),
         )
-        # stdout belongs to the MCP protocol (stdio) or to the printed result (tools, call): logs go to
-        # stderr, and only warnings when a person reads the output.
-        logging.basicConfig(
-            stream=sys.stderr,
-            level=settings.log_level if command == "serve" else logging.WARNING,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-        # httpx2 logs every request at INFO; the per-call line already carries TextMagic's statuses.
-        logging.getLogger("httpx2").setLevel(logging.WARNING)
-        # The stateless HTTP transport announces the end of every request at INFO.
-        logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)
+        # Only warnings when a person reads the output (tools, call, report).
+        logs.configure(settings.log_level if command == "serve" else logging.WARNING)
         server = _build(settings)
     except ConfigError as exc:
         print(f"{PROG}: configuration error: {exc}", file=sys.stderr)

@@ -29,24 +29,28 @@ from mcp.server.auth.handlers.metadata import ProtectedResourceMetadataHandler
 from mcp.server.auth.routes import cors_middleware
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.auth import ProtectedResourceMetadata
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from server import __version__
 from server.state.caller import READ_SCOPE, SCOPES
+from server.state.context import AppContext
+from server.state.ledger import StateUnavailable
 from server.state.settings import ConfigError, Settings, load_settings
-from server.textmagic import TextMagicError
 from server.textmagic.urls import is_loopback
+from server.wiring import logs
 from server.wiring.access import MCP_PATH, READONLY_PATH, Authenticated, Narrowed, Resources
 from server.wiring.app import SessionsServer, build_server
 from server.wiring.auth import AccessTokens
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
-READY_CACHE_SECONDS = 10.0
+# A probe waits this long at most for the shared state (Redis) to answer.
+STATE_CHECK_SECONDS = 1.0
 # Seconds a connection may take to send a request's headers, the first or the next on a kept-alive one.
 HEADER_DEADLINE = 10.0
 # Connections waiting for their headers at most: far below the file limit, so that accepting stays possible.
@@ -99,9 +103,13 @@ def http_app(server: SessionsServer, settings: Settings, *, on_loopback: bool) -
     if tokens is not None:
         mcp = Authenticated(mcp, tokens, resources)
     readiness = Readiness(server, tokens)
+    metrics: ASGIApp = Route("/metrics", metrics_endpoint, methods=["GET"]).app
+    if tokens is not None:
+        metrics = Authenticated(metrics, tokens, resources)
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readiness.endpoint, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Route(MCP_PATH, mcp),
         Route(READONLY_PATH, mcp),
     ]
@@ -151,29 +159,59 @@ async def healthz(_request: Request) -> JSONResponse:
 
 
 class Readiness:
-    """Answers /readyz: do the TextMagic credentials work? One cheap call at a time, its answer kept briefly and
-    shared by every probe meanwhile; why it is not ready only for a caller with a token this server accepts."""
+    """Answers /readyz: can this replica serve? 200 while its server runs (503 while it starts or stops),
+    whatever TextMagic's state: every replica shares TextMagic, so routing on it would take the whole fleet out
+    for a blip, and keep it out until the balancer's rise. The body reports TextMagic's state as this replica's
+    latest request found it (``answering``, ``failing``, ``unknown`` before any), never asking TextMagic
+    itself, and whether deletes are available (Redis answers); why, and the version, only to a caller with a
+    token this server accepts."""
 
     def __init__(self, server: SessionsServer, tokens: AccessTokens | None) -> None:
         self._server = server
         self._tokens = tokens
-        self._checked_at = float("-inf")
-        self._problem: str | None = None
+        self._state_checked_at = float("-inf")
+        self._state_problem: str | None = None
         self._checking = anyio.Lock()
 
     async def endpoint(self, request: Request) -> JSONResponse:
-        async with self._checking:
-            # Probes that waited for a check in progress take its answer.
-            if anyio.current_time() - self._checked_at > READY_CACHE_SECONDS:
-                self._problem = await self._check()
-                self._checked_at = anyio.current_time()
-                if self._problem:
-                    logger.warning("not ready: %s", self._problem)
+        live = self._server.live
         told = await self._authenticated(request)
-        if self._problem:
-            body = {"status": "not ready", **({"reason": self._problem} if told else {})}
-            return JSONResponse(body, status_code=503)
-        return JSONResponse({"status": "ready", **({"version": __version__} if told else {})})
+        if live is None:
+            reason = {"reason": "The server is starting or stopping."} if told else {}
+            return JSONResponse({"status": "not ready", **reason}, status_code=503)
+        health = live.textmagic.health
+        textmagic = (
+            "unknown" if health.seen_at == float("-inf") else "failing" if health.problem else "answering"
+        )
+        state_problem = await self._state(live)
+        body: dict[str, str] = {
+            "status": "ready",
+            "textmagic": textmagic,
+            "deletes": "unavailable" if state_problem else "available",
+        }
+        if told:
+            body["version"] = __version__
+            if health.problem:
+                body["textmagic_problem"] = health.problem
+            if state_problem:
+                body["deletes_problem"] = state_problem
+        return JSONResponse(body)
+
+    async def _state(self, live: AppContext) -> str | None:
+        """Why deletes cannot be done now (the shared state does not answer within STATE_CHECK_SECONDS); probes
+        arriving while a look is under way share its answer."""
+        arrived = anyio.current_time()
+        async with self._checking:
+            if self._state_checked_at < arrived:
+                problem: str | None = "the shared state (TEXTMAGIC_REDIS_URL) does not answer"
+                with anyio.move_on_after(STATE_CHECK_SECONDS):
+                    try:
+                        await live.ledger.epoch()
+                        problem = None
+                    except StateUnavailable as exc:
+                        problem = f"the shared state (TEXTMAGIC_REDIS_URL) cannot be reached ({exc})"
+                self._state_problem, self._state_checked_at = problem, anyio.current_time()
+        return self._state_problem
 
     async def _authenticated(self, request: Request) -> bool:
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
@@ -181,15 +219,10 @@ class Readiness:
             return False
         return await self._tokens.verify_token(presented.strip()) is not None
 
-    async def _check(self) -> str | None:
-        live = self._server.live
-        if live is None:
-            return "The server is starting or stopping."
-        try:
-            await live.textmagic.count_sessions()
-        except TextMagicError as exc:
-            return str(exc)
-        return None
+
+async def metrics_endpoint(_request: Request) -> Response:
+    """The Prometheus metrics of this process (``server.observability.metrics``)."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 class CancelOnDisconnect:
@@ -240,6 +273,7 @@ def app_from_environment() -> ASGIApp:
     """
     try:
         settings = load_settings(transport="http")
+        logs.configure(settings.log_level)
         if not settings.authenticates:
             raise ConfigError(unauthenticated("the address uvicorn binds (a factory cannot see it)"))
         server = build_server(settings)

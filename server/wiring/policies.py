@@ -22,6 +22,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import ValidationError
 
+from server.observability import metrics
 from server.state.audit import AuditLog
 from server.state.caller import allowed_tools, caller
 from server.state.context import AppContext, client_name
@@ -85,12 +86,17 @@ class CallPolicies:
             outcome = "cancelled"
             raise
         finally:
+            took = time.perf_counter() - started
+            # A name the server does not serve is the client's text: one label for all of them.
+            known = name if name in self._tools else "(unknown)"
+            metrics.TOOL_CALLS.labels(known, outcome).inc()
+            metrics.TOOL_CALL_SECONDS.labels(known).observe(took)
             if call_log.isEnabledFor(logging.INFO):
                 who = caller()
                 line = {
                     "tool": name,
                     "outcome": outcome,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    "duration_ms": round(took * 1000, 1),
                     "textmagic_status": statuses,
                     "subject": who.subject,
                     "client_id": who.client_id,
