@@ -51,7 +51,7 @@ READ_TOOLS = {
     "get_messages_by_session_id",
     "find_message_sessions",
     "get_delivery_report",
-    "get_failed_recipients",
+    "get_recipients",
 }
 DELETE_TOOLS = {"delete_message_session", "delete_message_sessions_bulk", "delete_message_sessions_matching"}
 TOOL_NAMES = READ_TOOLS | DELETE_TOOLS

@@ -55,7 +55,7 @@ async def test_failed_recipients_and_the_report_resource_are_bounded_too(
 ) -> None:
     session_id = black_friday(emulator)
     async with connect(make_server(call_budget=10)) as client:
-        failed = await client.call_tool("get_failed_recipients", {"id": session_id})
+        failed = await client.call_tool("get_recipients", {"id": session_id})
         before = len(tm_requests(emulator))
         markdown = await client.read_resource(f"textmagic://sessions/{session_id}/report")
     assert failed.structured_content["complete"] is False and before == 10

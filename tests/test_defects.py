@@ -100,7 +100,9 @@ async def test_d8_dates_beyond_any_calendar_get_a_clear_error_and_odd_upstream_d
     make_server: Any, emulator: Emulator, tmp_path: Path
 ) -> None:
     audit = tmp_path / "audit.jsonl"
-    add_session(emulator, 49_300_001, datetime(9999, 12, 31, 23, 59, tzinfo=UTC), title="From far ahead")
+    add_session(emulator, 49_300_001, datetime(2026, 11, 10, tzinfo=UTC), title="From far ahead")
+    # A message stamped at the end of any calendar, seen from east of UTC.
+    emulator.data.messages[49_300_001][0]["messageTime"] = "9999-12-31T23:59:00+0000"
     async with connect(make_server(audit_log=str(audit))) as client:
         report = await client.call_tool("get_delivery_report", {"until": "9999-12-31"})
         cleanup = await client.call_tool(MATCHING, {"until": "9999-12-31"})

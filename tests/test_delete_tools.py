@@ -27,9 +27,11 @@ async def test_single_delete_previews_then_deletes(make_server: Any, emulator: E
         assert result["deleted"] is False
         assert result["preview"]["ids"] == [session_id]
         [shown] = result["preview"]["sessions"]
-        assert shown["id"] == session_id and shown["numbersCount"] == session["numbersCount"]
-        assert shown["startTime"] == session["startTime"] and shown["price"] == session["price"]
-        assert len(shown["text"]) <= 80
+        assert shown["id"] == session_id and shown["recipients"] == session["numbersCount"]
+        assert shown["start_time"] == session["startTime"]
+        text = session["text"]
+        assert shown["title"] == (session["title"] or (text if len(text) <= 40 else text[:39] + "…"))
+        assert result["preview"]["price"] == session["price"]
         assert result["confirmation_token"] and result["expires_at"]
         assert "confirm=true" in result["message"]
         assert session_id in emulator.data.sessions and deletions(emulator) == []

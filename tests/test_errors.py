@@ -111,7 +111,7 @@ async def test_unreachable_textmagic_names_the_base_url(make_server: Any) -> Non
             {"ids": [1, -5]},
             "ids.1: Input should be greater than or equal to 1",
         ),
-        ("delete_message_session", {"id": 2**60}, "id: Input should be less than or equal to"),
+        ("delete_message_session", {"id": 2**60}, "id: no id is larger than 9007199254740991"),
     ],
 )
 async def test_invalid_arguments_never_reach_textmagic(

@@ -355,7 +355,7 @@ async def test_9_hidden_characters_are_neutralised_wherever_they_come_from(
     async with connect(make_server()) as client:
         page = await client.call_tool("get_messages_by_session_id", {"id": session_id, "limit": 1})
         report = await client.call_tool("get_delivery_report", {"id": session_id, "failed_limit": 500})
-        failed = await client.call_tool("get_failed_recipients", {"id": session_id})
+        failed = await client.call_tool("get_recipients", {"id": session_id})
         emulator.fail_next(
             400, {"code": 400, "message": f"Bad{HIDDEN}", "errors": {"fields": {f"f{HIDDEN}": ["x"]}}}
         )

@@ -25,7 +25,7 @@ async def test_the_templates_are_listed_with_their_types(make_server: Any, era: 
         }
     assert templates["textmagic://sessions/{id}"] == "application/json"
     assert templates["textmagic://sessions/{id}/report"] == "text/markdown"
-    assert [uri for uri in templates if uri.startswith("textmagic://failed-recipients.csv")], templates
+    assert [uri for uri in templates if uri.startswith("textmagic://recipients.csv")], templates
 
 
 async def test_a_session_and_its_report_as_resources(make_server: Any, emulator: Emulator, era: str) -> None:
@@ -55,20 +55,27 @@ async def test_a_bad_session_id_in_a_resource_is_explained(make_server: Any, emu
 async def test_the_csv_link_makes_the_whole_list_again(
     make_server: Any, emulator: Emulator, era: str
 ) -> None:
-    query = {"since": "2026-11-10", "until": "2026-11-18", "timezone": "Europe/Berlin"}
+    query = {
+        "since": "2026-11-10",
+        "until": "2026-11-18",
+        "timezone": "Europe/Berlin",
+        "outcomes": ["failed", "rejected"],
+    }
     async with connect(make_server(), era) as client:
-        cut = await client.call_tool("get_failed_recipients", {**query, "limit": 3})
-        whole = await client.call_tool("get_failed_recipients", {**query, "limit": 1000})
+        cut = await client.call_tool("get_recipients", {**query, "limit": 3})
+        whole = await client.call_tool("get_recipients", {**query, "limit": 1000})
         [link] = [block for block in cut.content if block.type == "resource_link"]
         read = await client.read_resource(link.uri)
     assert link.mime_type == "text/csv" and cut.structured_content["csv"] == str(link.uri)
     assert "since=2026-11-10" in str(link.uri) and "timezone=Europe%2FBerlin" in str(link.uri)
+    assert "outcomes=failed%2Crejected" in str(link.uri)
     [content] = read.contents
     rows = list(csv.DictReader(io.StringIO(content.text)))
     expected = whole.structured_content["recipients"]
     assert len(rows) == cut.structured_content["total"] == len(expected) > 3
     assert [row["number"] for row in rows] == [r["number"] for r in expected]
-    assert [int(row["failures"]) for row in rows] == [r["failures"] for r in expected]
+    assert [int(row["failed"]) for row in rows] == [r["failed"] for r in expected]
+    assert [int(row["messages"]) for row in rows] == [r["messages"] for r in expected]
 
 
 async def test_session_ids_are_completed_from_recent_sessions(make_server: Any, emulator: Emulator) -> None:

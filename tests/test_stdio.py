@@ -164,7 +164,7 @@ async def test_the_delivery_tools_over_stdio(
                 "find_message_sessions", {"since": "2026-11-01", "with_stats": True}
             )
             report = await client.call_tool("get_delivery_report", {"id": largest, "group_by": ["country"]})
-            failed = await client.call_tool("get_failed_recipients", {"id": largest, "limit": 5})
+            failed = await client.call_tool("get_recipients", {"id": largest, "limit": 5})
             [link] = [block for block in failed.content if block.type == "resource_link"]
             listed = await client.read_resource(link.uri)
             preview = await client.call_tool("delete_message_sessions_matching", tests)

@@ -21,9 +21,9 @@ from tools.deletes import (
     delete_message_sessions_bulk,
     delete_message_sessions_matching,
 )
-from tools.failures import CSV_TEMPLATE, failed_recipients_csv, get_failed_recipients
 from tools.finding import find_message_sessions
 from tools.prompts import cleanup_sessions, delivery_report
+from tools.recipients import CSV_TEMPLATE, get_recipients, recipients_csv
 from tools.render import TABLE_LEGEND
 from tools.reports import get_delivery_report
 from tools.resources import REPORT_TEMPLATE, SESSION_TEMPLATE, report_resource, session_resource
@@ -152,7 +152,7 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(get_messages_by_session_id, "Get a session's messages", READ, TABLE_LEGEND),
     ToolSpec(find_message_sessions, "Find message sessions", READ, viewed=True),
     ToolSpec(get_delivery_report, "Delivery report", READ, viewed=True),
-    ToolSpec(get_failed_recipients, "Failed recipients", READ),
+    ToolSpec(get_recipients, "Recipients by number", READ),
     ToolSpec(delete_message_session, "Delete a message session", DELETE),
     ToolSpec(delete_message_sessions_bulk, "Delete message sessions (bulk or all)", DELETE),
     ToolSpec(delete_message_sessions_matching, "Delete message sessions by filter", DELETE),
@@ -160,9 +160,7 @@ TOOLS: tuple[ToolSpec, ...] = (
 RESOURCES: tuple[ResourceSpec, ...] = (
     ResourceSpec(session_resource, SESSION_TEMPLATE, "session", "application/json", "get_message_session"),
     ResourceSpec(report_resource, REPORT_TEMPLATE, "session-report", "text/markdown", "get_delivery_report"),
-    ResourceSpec(
-        failed_recipients_csv, CSV_TEMPLATE, "failed-recipients", "text/csv", "get_failed_recipients"
-    ),
+    ResourceSpec(recipients_csv, CSV_TEMPLATE, "recipients", "text/csv", "get_recipients"),
 )
 PROMPTS: tuple[PromptSpec, ...] = (
     PromptSpec(delivery_report, "Delivery report of a session or a period", "get_delivery_report"),

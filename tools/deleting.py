@@ -39,7 +39,7 @@ from server.state.previews import Shown
 from server.textmagic import TextMagicError, UncertainOutcome
 from server.textmagic.models import MessageSession
 from tools.filters import SessionFilter, SessionQuery
-from tools.models import DeletePreview, DeleteResult, SessionPreview
+from tools.models import DeletePreview, DeleteResult, SessionLine
 from tools.scan import gather, scan_sessions
 
 # How a tool chose its set: one id, a list of ids, a filter, every session.
@@ -130,7 +130,7 @@ class DeletePlan:
     def preview(self) -> DeletePreview:
         listed = self.sessions if self.by_ids else self.sessions[:PREVIEW_LIST]
         return DeletePreview(
-            sessions=[SessionPreview.of(s) for s in listed],
+            sessions=[SessionLine.of(s) for s in listed],
             ids=self.ids if self.by_ids else [],
             count=len(self.sessions),
             recipients=sum(s.numbers_count or 0 for s in self.sessions),

@@ -275,11 +275,11 @@ class SessionFilter:
         started = parse_time(session.start_time)
         return self.start is not None and started is not None and started < self.start
 
-    def day(self, moment: datetime) -> str | None:
-        """The date of ``moment`` in the filter's zone; None for one no calendar of this server holds (an odd
-        date from TextMagic, say 9999-12-31T23:59 seen from east of UTC)."""
+    def local(self, moment: datetime) -> datetime | None:
+        """``moment`` in the filter's zone; None for one no calendar of this server holds (an odd date from
+        TextMagic, say 9999-12-31T23:59 seen from east of UTC)."""
         try:
-            return moment.astimezone(ZoneInfo(self.zone)).date().isoformat()
+            return moment.astimezone(ZoneInfo(self.zone))
         except (OverflowError, ValueError):
             return None
 

@@ -13,7 +13,7 @@ from server.textmagic import current_budget
 from server.textmagic.models import MessageSession, parse_time
 from tools.filters import SessionFilter, SessionQuery, with_filter
 from tools.models import FoundSessions, SessionBrief
-from tools.outcomes import Counts
+from tools.outcomes import Counts, not_started
 from tools.render import as_result
 from tools.scan import gather, scan_sessions
 
@@ -64,7 +64,8 @@ async def find_message_sessions(
             sessions=[SessionBrief.of(s, counts.get(s.id)) for s in shown],
             matched=len(scan.sessions),
             recipients=sum(s.numbers_count or 0 for s in scan.sessions),
-            price=round(sum(s.price or 0.0 for s in scan.sessions), 4),
+            price=round(sum(s.price or 0.0 for s in scan.sessions if not not_started(s)), 4),
+            scheduled=sum(1 for s in scan.sessions if not_started(s)),
             scanned=scan.scanned,
             complete=complete,
             reason=reason,

@@ -10,14 +10,12 @@ from tools.outcomes import BUCKETS, Counts
 
 def report_markdown(report: DeliveryReport) -> str:
     lines: list[str] = []
-    session = report.session
-    if session is not None:
-        title = session.title or (session.text or "")[:60] or f"Session {session.id}"
-        lines.append(f"# Delivery report: {_cell(title)}")
+    if report.filter is None and report.listed:
+        [session] = report.listed
+        lines.append(f"# Delivery report: {_cell(session.title or f'Session {session.id}')}")
         lines.append("")
         lines.append(
-            f"Session {session.id}, started {session.start_time or 'unknown'}, "
-            f"{session.numbers_count or 0} recipients."
+            f"Session {session.id}, started {session.start_time or 'unknown'}, {session.recipients or 0} recipients."
         )
     else:
         lines.append(f"# Delivery report: {report.sessions} session{'' if report.sessions == 1 else 's'}")

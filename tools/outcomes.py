@@ -9,11 +9,12 @@ counted in it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.textmagic.models import SessionStat
+from server.textmagic.models import MessageSession, SessionStat, parse_time
 
 Bucket = Literal["delivered", "failed", "rejected", "pending", "other"]
 BUCKETS: tuple[Bucket, ...] = ("delivered", "failed", "rejected", "pending", "other")
@@ -28,13 +29,22 @@ _BUCKET_OF = {status: bucket for bucket, statuses in STATUSES.items() for status
 FAILED_OR_REJECTED = tuple(STATUSES["failed"] + STATUSES["rejected"])
 
 EXPLAINED = (
-    "Outcomes: delivered d; failed e, f, u; rejected j (g: unsubscribed); pending q, s, r, a, b (not final); "
-    "anything else other. delivery_rate = delivered / (delivered + failed + rejected); pending is not in it."
+    "Outcomes: delivered d; failed e, f, u; rejected j (g: unsubscribed); pending q, s, r, a, b; anything else "
+    "other. Final, never changing again: d, e, f, u, j, g; u means the status is unknown for good, not that it "
+    "is still coming. delivery_rate = delivered / (delivered + failed + rejected); pending is not in it."
 )
+# Said wherever a reject reason code is shown: TextMagic names codes (a, b, c, l, ...) without their meaning.
+REASONS_UNDOCUMENTED = "Reject reason codes are TextMagic's; it does not document what they mean."
 
 
 def bucket(status: str | None) -> Bucket:
     return _BUCKET_OF.get(status or "", "other")
+
+
+def not_started(session: MessageSession) -> bool:
+    """Whether ``session`` starts later than now: its messages have no outcome yet, and it has cost nothing."""
+    start = parse_time(session.start_time)
+    return start is not None and start > datetime.now(UTC)
 
 
 class Counts(BaseModel):
@@ -87,8 +97,10 @@ class Counter:
     buckets: dict[Bucket, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
     cost: float = 0.0
 
-    def add(self, status: str | None, price: float | None) -> None:
-        self.buckets[bucket(status)] += 1
+    def add(self, status: str | None, price: float | None, *, counted: bool = True) -> None:
+        """A message: its cost always (TextMagic charged it), its outcome if ``counted``."""
+        if counted:
+            self.buckets[bucket(status)] += 1
         self.cost += price or 0.0
 
     @property

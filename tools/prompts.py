@@ -34,8 +34,9 @@ def delivery_report(
         f'Give me a delivery report for {scope}{zone}, with group_by ["country", "reject_reason"]. '
         "Tell me how many messages were delivered, failed, rejected and are still pending, the delivery rate, "
         "the cost, the countries and reasons where messages failed, and the failed numbers it lists. "
-        "If it says more failed than it lists, call get_failed_recipients with the same arguments for the whole "
-        f"list. One call should answer this; do not page through messages yourself. {EXPLAINED}"
+        "If it says more failed than it lists, call get_recipients with the same arguments and outcomes "
+        '["failed", "rejected"] for the whole list. One call should answer this; do not page through messages '
+        f"yourself. {EXPLAINED}"
     )
 
 

@@ -2,8 +2,9 @@
 tokens, and saying what results really hold.
 
 Every listing is read by the model with every conversation, so the schemas are written shorter without
-changing what they accept: ``{"type": ["string", "null"]}`` for an optional argument instead of ``anyOf`` with
-a null branch, no generated titles, no ``"default": null`` on what is optional anyway, and no
+changing what a client sends: ``{"type": "string"}`` for an optional argument instead of ``anyOf`` with a null
+branch (a client leaves it out; the server still takes null), no generated titles, no ``"default": null`` on
+what is optional anyway, and no
 ``"additionalProperties": true``, which JSON Schema assumes, nor a type beside an enum of strings. A result
 never carries null (``tools.render`` leaves nulls out), so its schema names the one type a field has when
 present; it drops defaults (a result has every field) and the models' own descriptions (docstrings for the
@@ -48,10 +49,10 @@ def lean(schema: Any, *, result_of: bool = False) -> Any:
         other = options[1] if options[0] == _NULL else options[0]
         kind = other.get("type")
         if isinstance(kind, str) and "$ref" not in other and not set(other) & set(result) - {"anyOf"}:
+            # An optional argument is left out rather than sent as null: one type, which single-type schema
+            # dialects (Gemini's function declarations, strict modes) take as it is.
             del result["anyOf"]
-            result = {"type": [kind, "null"], **{k: v for k, v in other.items() if k != "type"}, **result}
-    if result.get("default", 0) is None and isinstance(result.get("type"), list) and "null" in result["type"]:
-        del result["default"]
+            result = {**other, **{k: v for k, v in result.items() if k != "default" or v is not None}}
     if (
         "enum" in result
         and result.get("type") == "string"

@@ -23,15 +23,16 @@ from server.textmagic import current_budget
 from server.textmagic.models import MessageOut, MessageSession, parse_time
 from tools.filters import NARROWING_NAMES, SessionFilter, SessionQuery, with_filter
 from tools.models import (
-    MAX_ID,
+    Apart,
     DeliveryReport,
     FailedMessage,
     GroupBy,
     GroupRow,
+    IdValue,
     IncludeDeleted,
-    SessionPreview,
+    SessionLine,
 )
-from tools.outcomes import Counter, bucket
+from tools.outcomes import REASONS_UNDOCUMENTED, Counter, bucket, not_started
 from tools.render import as_result
 from tools.scan import PAGE, Reading, each_message_page, scan_sessions
 from tools.view import VIEW_FAILED, VIEW_GROUPS, view_meta
@@ -39,12 +40,11 @@ from tools.view import VIEW_FAILED, VIEW_GROUPS, view_meta
 # Messages one report reads at most (newest sessions first): a thousand pages, twenty seconds at the rate limit.
 MAX_MESSAGES = 100_000
 GROUP_ROWS = 50
+# A report by filter over at most this many sessions lists them.
+LISTED = 10
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
-ReportId = Annotated[
-    int | None,
-    Field(ge=1, le=MAX_ID, description="One session; without it, the filter"),
-]
+ReportId = Annotated[IdValue | None, Field(description="One session; without it, the filter")]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,15 @@ class Scope:
     by_id: bool
     complete: bool = True
     reason: str | None = None
+
+    @property
+    def started(self) -> list[MessageSession]:
+        """The sessions whose messages have outcomes: those that started."""
+        return [session for session in self.sessions if not not_started(session)]
+
+    @property
+    def scheduled(self) -> list[MessageSession]:
+        return [session for session in self.sessions if not_started(session)]
 
     def after(self, reading: Reading) -> Scope:
         """The scope as far as reading its messages got."""
@@ -101,23 +110,33 @@ async def scope_of(ctx: ToolContext, id: int | None, query: SessionQuery) -> Sco
     return Scope(kept, flt, by_id=False, complete=scan.complete, reason=scan.reason)
 
 
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
 @dataclass
 class Tally:
-    """Outcome counts, cost, groups and failures of messages, added a page at a time."""
+    """Outcome counts, cost, groups and failures of messages, added a page at a time. Deleted messages count in
+    cost (TextMagic charged them) and, unless ``include_deleted``, nowhere else but ``deleted``."""
 
     flt: SessionFilter
-    group_by: list[GroupBy]
+    group_by: list[str]
+    include_deleted: bool
     total: Counter = field(default_factory=Counter)
+    deleted: Counter = field(default_factory=Counter)
     groups: dict[str, dict[str | None, Counter]] = field(default_factory=dict)
     failures: list[FailedMessage] = field(default_factory=list)
 
     def add(self, session: MessageSession, messages: list[MessageOut]) -> None:
         for message in messages:
-            self.total.add(message.status, message.price)
+            counted = self.include_deleted or not message.deleted
+            if not counted:
+                self.deleted.add(message.status, message.price)
+            self.total.add(message.status, message.price, counted=counted)
             for name in self.group_by:
                 key = self._key(name, session, message)
-                self.groups.setdefault(name, {}).setdefault(key, Counter()).add(message.status, message.price)
-            if bucket(message.status) in ("failed", "rejected"):
+                counter = self.groups.setdefault(name, {}).setdefault(key, Counter())
+                counter.add(message.status, message.price, counted=counted)
+            if counted and bucket(message.status) in ("failed", "rejected"):
                 self.failures.append(
                     FailedMessage(
                         number=message.receiver,
@@ -130,13 +149,24 @@ class Tally:
                     )
                 )
 
-    def _key(self, name: GroupBy, session: MessageSession, message: MessageOut) -> str | None:
-        if name == "day":
+    def _key(self, name: str, session: MessageSession, message: MessageOut) -> str | None:
+        if "+" in name:
+            # One table by the pair: each message in the row of both its values.
+            return " / ".join(self._key(part, session, message) or "-" for part in name.split("+"))
+        if name in ("day", "hour", "weekday"):
             moment = parse_time(message.message_time) or parse_time(session.start_time)
-            return self.flt.day(moment) if moment else None
-        if name == "session":
-            return str(session.id)
+            local = self.flt.local(moment) if moment else None
+            if local is None:
+                return None
+            return {
+                "day": local.date().isoformat(),
+                "hour": f"{local.hour:02d}",
+                "weekday": WEEKDAYS[local.weekday()],
+            }[name]
         value: str | None = {
+            "session": str(session.id),
+            "source": session.source,
+            "destination": session.destination,
             "country": message.country,
             "status": message.status,
             "reject_reason": message.reject_reason,
@@ -144,10 +174,12 @@ class Tally:
         }[name]
         return value
 
-    def rows(self, name: GroupBy) -> list[GroupRow]:
-        """The rows of one group: by day in order of days, else the largest first."""
+    def rows(self, name: str) -> list[GroupRow]:
+        """The rows of one group: by day, hour or weekday in their order, else the largest first."""
         rows = [GroupRow.of(counter, key) for key, counter in self.groups.get(name, {}).items()]
-        if name == "day":
+        if name == "weekday":
+            return sorted(rows, key=lambda r: WEEKDAYS.index(r.key) if r.key in WEEKDAYS else len(WEEKDAYS))
+        if name in ("day", "hour"):
             return sorted(rows, key=lambda r: r.key or "")
         return sorted(rows, key=lambda r: (-r.total, r.key or ""))
 
@@ -160,21 +192,25 @@ async def get_delivery_report(
     query: SessionQuery,
     group_by: Annotated[
         list[GroupBy] | None,
-        Field(max_length=6, description="Counts and rate per key"),
+        Field(
+            max_length=6,
+            description="Counts, rate and cost per key: country, status, reject_reason, sender, source, "
+            "destination, session, day, hour, weekday; two joined by + (sender+country) make one table",
+        ),
     ] = None,
     failed_limit: Annotated[int, Field(ge=0, le=500, description="Failed messages to list")] = 20,
     include_deleted: IncludeDeleted = False,
 ) -> Annotated[CallToolResult, DeliveryReport]:
-    """How one session (id), or every session the filter matches, went: outcome counts, delivery rate, cost and
-    failed recipients, counted from the messages. group_by ["country"] gives rates by country, ["day"] a
-    trend."""
+    """How one session (id), or every session the filter matches, went: outcome counts, delivery rate, cost as
+    billed and failed recipients, counted from the messages; sessions not started yet apart. group_by
+    ["country"] gives rates by country, ["day"] a trend."""
     asked = list(dict.fromkeys(group_by or []))
     if not client_supports_apps(ctx):
         return as_result(await delivery_report(ctx, id, query, asked, failed_limit, include_deleted))
     # The host shows the report as a picture too: its country and reason breakdowns and a longer failure
     # list come from the same messages, so they cost no more requests, and go to the view alone.
     # Several sessions get a row each.
-    each_session: list[GroupBy] = [] if id else ["session"]
+    each_session = [] if id else ["session"]
     viewed = list(dict.fromkeys([*asked, *VIEW_GROUPS, *each_session]))
     scope, tally = await tally_messages(ctx, id, query, viewed, include_deleted)
     result = as_result(report_of(scope, tally, asked, failed_limit))
@@ -186,7 +222,7 @@ async def delivery_report(
     ctx: ToolContext,
     id: int | None,
     query: SessionQuery,
-    group_by: list[GroupBy],
+    group_by: list[str],
     failed_limit: int,
     include_deleted: bool,
 ) -> DeliveryReport:
@@ -195,16 +231,17 @@ async def delivery_report(
 
 
 async def tally_messages(
-    ctx: ToolContext, id: int | None, query: SessionQuery, group_by: list[GroupBy], include_deleted: bool
+    ctx: ToolContext, id: int | None, query: SessionQuery, group_by: list[str], include_deleted: bool
 ) -> tuple[Scope, Tally]:
-    """Every message of the sessions in scope, read and tallied (as far as the call's budget allows)."""
+    """Every message of the sessions in scope that started, read and tallied (as far as the call's budget
+    allows). Deleted messages are read too: TextMagic charged them."""
     scope = await scope_of(ctx, id, query)
-    tally = Tally(scope.flt, list(dict.fromkeys(group_by)))
-    reading = await each_message_page(ctx, scope.sessions, tally.add, include_deleted=include_deleted)
+    tally = Tally(scope.flt, list(dict.fromkeys(group_by)), include_deleted)
+    reading = await each_message_page(ctx, scope.started, tally.add, include_deleted=True)
     return scope.after(reading), tally
 
 
-def report_of(scope: Scope, tally: Tally, group_by: list[GroupBy], failed_limit: int) -> DeliveryReport:
+def report_of(scope: Scope, tally: Tally, group_by: list[str], failed_limit: int) -> DeliveryReport:
     """The report of a tally, with the groups in ``group_by`` (tallied) and the newest ``failed_limit`` failures."""
     # Newest first; messages of the same moment in a fixed order, whatever order their pages arrived in.
     failures = sorted(
@@ -212,26 +249,54 @@ def report_of(scope: Scope, tally: Tally, group_by: list[GroupBy], failed_limit:
         key=lambda f: (parse_time(f.time) or _NEVER, f.session or 0, f.number or "", f.status or ""),
         reverse=True,
     )
-    groups = {name: tally.rows(name) for name in group_by}
+    sessions = {str(session.id): session for session in scope.sessions}
+    groups = {
+        name: [
+            row.about(sessions[row.key]) if name == "session" and row.key in sessions else row for row in rows
+        ]
+        for name, rows in ((name, tally.rows(name)) for name in group_by)
+    }
     cut = [name for name, rows in groups.items() if len(rows) > GROUP_ROWS]
     more = []
-    if len(failures) > failed_limit:
+    if 0 < failed_limit < len(failures):
         more.append(
-            f"{len(failures) - failed_limit} more failed messages: call get_failed_recipients with the same "
-            "arguments for every failed number (deduplicated), or raise failed_limit (up to 500)"
+            f"{plural(len(failures) - failed_limit, 'more failed message')}: call get_recipients with the same "
+            'arguments and outcomes ["failed", "rejected"] for every failed number once, or raise failed_limit '
+            "(up to 500)"
         )
     if cut:
         more.append(f"groups cut to the {GROUP_ROWS} largest rows: {', '.join(cut)}")
+    listed = failures[:failed_limit]
+    reasons = any(f.reason for f in listed) or any(
+        "reject_reason" in name.split("+") and any(row.key for row in rows) for name, rows in groups.items()
+    )
+    scheduled = scope.scheduled
     return DeliveryReport(
-        session=SessionPreview.of(scope.sessions[0]) if scope.by_id else None,
-        sessions=len(scope.sessions),
+        sessions=len(scope.started),
+        listed=[SessionLine.of(s) for s in scope.sessions] if len(scope.sessions) <= LISTED else [],
         filter=None if scope.by_id else scope.flt.describe(),
         messages=tally.total.total,
         outcome=GroupRow.of(tally.total),
+        scheduled=Apart(
+            sessions=len(scheduled),
+            recipients=sum(s.numbers_count or 0 for s in scheduled),
+            cost=round(sum(s.price or 0.0 for s in scheduled), 4),
+        )
+        if scheduled
+        else None,
+        deleted=Apart(messages=tally.deleted.total, cost=round(tally.deleted.cost, 4))
+        if tally.deleted.total
+        else None,
         groups={name: rows[:GROUP_ROWS] for name, rows in groups.items()},
         failed_count=len(failures),
-        failed=failures[:failed_limit],
+        failed=listed,
         more="; ".join(more) or None,
+        note=REASONS_UNDOCUMENTED if reasons else None,
         complete=scope.complete,
         reason=scope.reason,
     )
+
+
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, made plural unless one: "1 more failed message", "2 more failed messages"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -170,6 +170,7 @@ def _generated(seed: int, anchor: datetime) -> SeedData:
     # Each with a generator of its own, so that adding one leaves the others' data as it was.
     _repeat_failures(data, random.Random(seed + 1))
     _large_send_out(data, random.Random(seed + 2), anchor)
+    _repeat_promotion(data, random.Random(seed + 3), anchor)
     return data
 
 
@@ -330,6 +331,29 @@ def _repeat_failures(data: SeedData, rng: random.Random) -> None:
         delivered.update(receiver=failed["receiver"], phone=failed["receiver"], country=failed["country"])
         delivered.update(status="d", deleted=False)
         delivered.pop("rejectReason", None)
+
+
+def _repeat_promotion(data: SeedData, rng: random.Random, anchor: datetime) -> None:
+    """Numbers that got the same promotion twice: a few recipients of one weekend flash sale are in the next one
+    too, as happens when two lists overlap."""
+    sales = sorted(
+        (session["startTime"], session_id)
+        for session_id, session in data.sessions.items()
+        if session["title"] == "Weekend flash sale" and session["startTime"] < _stamp(anchor)
+    )
+    if len(sales) < 2:
+        return
+    (_, first), (_, second) = sales[-2:]
+    for earlier, later in zip(
+        rng.sample(data.messages[first], 3), rng.sample(data.messages[second], 3), strict=True
+    ):
+        later.update(
+            receiver=earlier["receiver"],
+            phone=earlier["receiver"],
+            country=earlier["country"],
+            firstName=earlier["firstName"],
+            lastName=earlier["lastName"],
+        )
 
 
 # (country, dialling prefix, price of one SMS part, recipients) of the large send-out.

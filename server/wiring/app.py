@@ -61,7 +61,8 @@ Tools for the message sessions of a TextMagic SMS account. A session is one send
 batch) to one or many recipients. Questions over many sessions take one call: find_message_sessions filters \
 them by date (in the user's timezone), text, source and destination and ranks them; get_delivery_report counts \
 what happened to one session or a period (by country, day, reject reason...) and lists failed numbers; \
-get_failed_recipients gives every failed number once, for retry lists. get_all_message_sessions, \
+get_recipients answers per number: what happened to a customer's number (numbers), failed numbers once each \
+(outcomes ["failed","rejected"], a retry list), who got a send-out twice (min_messages 2). get_all_message_sessions, \
 get_message_session, get_message_session_stat and get_messages_by_session_id read TextMagic's objects directly \
 (statuses ["f","e","u","j"] for the failed and rejected messages).
 {EXPLAINED}

@@ -55,13 +55,14 @@ function textOf(result) {
 }
 
 function report(data) {
-  const session = data.session;
+  // A report of one session (by id) has no filter, and lists that session.
+  const session = data.filter == null && data.listed?.length === 1 ? data.listed[0] : null;
   const outcome = data.outcome;
   const title = session
-    ? session.title || clip(session.text) || `Session ${session.id}`
+    ? clip(session.title) || `Session ${session.id}`
     : `${count(data.sessions)} session${data.sessions === 1 ? "" : "s"}`;
   const about = session
-    ? `Session ${session.id}, started ${moment(session.startTime) || "unknown"}, ${count(session.numbersCount)} recipients`
+    ? `Session ${session.id}, started ${moment(session.start_time) || "unknown"}, ${count(session.recipients)} recipients`
     : `Sessions ${data.filter || "of the account"}`;
   const pending = outcome.pending ? ` (${count(outcome.pending)} pending, not counted)` : "";
   const parts = [
