@@ -208,6 +208,11 @@ def test_the_view_in_a_host_shows_the_report(browser: Browser, black_friday: tup
         rate = f"{outcome['delivery_rate'] * 100:.1f}%"
         expect(frame.locator(".figure").first).to_contain_text(rate)
         expect(frame.locator('[data-table="failed recipients"]')).to_contain_text(first_failed)
+        # The cost as billed, and the deleted messages it holds beyond the counts.
+        deleted = report["deleted"]["messages"]
+        expect(frame.get_by_text(f"{deleted:,} deleted messages")).to_contain_text(
+            "in the cost, not in the counts"
+        )
         # Failures by country, largest first: the sandbox's US carriers reject the alphanumeric sender.
         countries = column(frame, "group-country", 1)
         assert countries[0] == "US" and "DE" in countries

@@ -22,7 +22,20 @@ def report_markdown(report: DeliveryReport) -> str:
         lines.append("")
         lines.append(f"Sessions matching {report.filter}.")
     lines.append("")
-    lines.append(_rate_line(report.outcome) + f" Cost {report.outcome.cost:.2f} (account currency).")
+    lines.append(
+        _rate_line(report.outcome) + f" Cost {report.outcome.cost:.2f} (account currency, as billed)."
+    )
+    if report.deleted:
+        lines += [
+            "",
+            f"{report.deleted.messages} deleted messages ({report.deleted.cost:.2f}) are in the cost, not in the counts.",
+        ]
+    if report.scheduled:
+        lines += [
+            "",
+            f"Not started yet, in no count or cost: {report.scheduled.sessions} sessions to "
+            f"{report.scheduled.recipients} recipients ({report.scheduled.cost:.2f}).",
+        ]
     lines.append("")
     lines.append("| outcome | messages |")
     lines.append("| --- | ---: |")
@@ -45,7 +58,7 @@ def report_markdown(report: DeliveryReport) -> str:
                 failed.time,
             )
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    for note in (report.more, None if report.complete else report.reason):
+    for note in (report.note, report.more, None if report.complete else report.reason):
         if note:
             lines += ["", f"_{_cell(note)}_"]
     return "\n".join(lines) + "\n"

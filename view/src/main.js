@@ -78,6 +78,18 @@ function report(data) {
     ),
     outcomeBar(outcome),
   ];
+  if (data.deleted) {
+    parts.push(h("p", { class: "muted" }, `${count(data.deleted.messages)} deleted messages (${money(data.deleted.cost)}) are in the cost, not in the counts.`));
+  }
+  if (data.scheduled) {
+    parts.push(
+      h(
+        "p",
+        { class: "muted" },
+        `Not started yet, in no count or cost: ${count(data.scheduled.sessions)} sessions to ${count(data.scheduled.recipients)} recipients (${money(data.scheduled.cost)}).`,
+      ),
+    );
+  }
   for (const [name, rows] of groupsOf(data)) {
     parts.push(h("h2", {}, GROUPS[name]?.title || `By ${name}`), breakdown(rows, GROUPS[name]?.key || name, name));
     if (name === "country" && rows.hidden) {
