@@ -91,7 +91,7 @@ async def all_pages(t: Tally, ids: list[int], statuses: list[str] | None) -> Non
 # Each task: (question, with the six tools, with the delivery tools).
 async def reminder_six(t: Tally) -> None:
     sessions = await sessions_page(t)
-    [reminder] = [s for s in sessions if started(s) == day(-1) and "reminder" in (s["text"] or "")]
+    [reminder] = [s for s in sessions if started(s) == day(-1) and "reminder" in (s.get("text") or "")]
     await t.round(
         ("get_message_session_stat", {"id": reminder["id"]}),
         ("get_messages_by_session_id", {"id": reminder["id"], "statuses": FAILED, "limit": 100}),
@@ -134,9 +134,8 @@ async def retry_six(t: Tally) -> None:
 
 
 async def retry_new(t: Tally) -> None:
-    [(_, link)] = await t.round(
-        ("get_failed_recipients", {"since": day(-7), "until": day(0), "exclude_delivered_later": True})
-    )
+    arguments = {"since": day(-7), "until": day(0), "outcomes": ["failed", "rejected"]}
+    [(_, link)] = await t.round(("get_recipients", {**arguments, "exclude_delivered_later": True}))
     if link is not None:
         t.rounds += 1
         t.calls += 1
@@ -146,7 +145,7 @@ async def retry_new(t: Tally) -> None:
 
 async def cleanup_six(t: Tally) -> None:
     sessions = await sessions_page(t)
-    ids = [s["id"] for s in sessions if s["title"] == "test" and started(s) >= day(-14)]
+    ids = [s["id"] for s in sessions if s.get("title") == "test" and started(s) >= day(-14)]
     [preview] = await t.round(("delete_message_sessions_bulk", {"ids": ids}))
     confirm = {
         "ids": preview["preview"]["ids"],
@@ -167,6 +166,62 @@ async def cleanup_new(t: Tally) -> None:
     )
 
 
+# A customer's number, as a support agent would paste it: the sandbox's number that failed three times.
+CUSTOMER = "+44 7949 715839"
+
+
+async def number_six(t: Tally) -> None:
+    # No tool takes a number: every message of every session is read, to find the ones sent to it.
+    sessions = await sessions_page(t)
+    await all_pages(t, [s["id"] for s in sessions if started(s) <= day(0)], None)
+
+
+async def number_new(t: Tally) -> None:
+    await t.round(("get_recipients", {"numbers": [CUSTOMER]}))
+
+
+async def twice_six(t: Tally) -> None:
+    sessions = await sessions_page(t)
+    ids = [s["id"] for s in sessions if s.get("title") == "Weekend flash sale" and started(s) <= day(0)]
+    await all_pages(t, ids, None)
+
+
+async def twice_new(t: Tally) -> None:
+    await t.round(("get_recipients", {"text": "flash sale", "until": day(0), "min_messages": 2}))
+
+
+async def cost_six(t: Tally) -> None:
+    sessions = await sessions_page(t)
+    # Deleted messages too: TextMagic billed them.
+    ids = [s["id"] for s in sessions if day(-7) <= started(s) <= day(-1)]
+    firsts = await t.round(
+        *[("get_messages_by_session_id", {"id": i, "limit": 100, "include_deleted": True}) for i in ids]
+    )
+    rest = [
+        ("get_messages_by_session_id", {"id": i, "page": n, "limit": 100, "include_deleted": True})
+        for i, first in zip(ids, firsts, strict=True)
+        for n in range(2, first["pageCount"] + 1)
+    ]
+    if rest:
+        await t.round(*rest)
+
+
+async def cost_new(t: Tally) -> None:
+    arguments = {"since": day(-7), "until": day(-1), "group_by": ["country"], "failed_limit": 0}
+    await t.round(("get_delivery_report", arguments))
+
+
+async def hour_six(t: Tally) -> None:
+    sessions = await sessions_page(t)
+    await all_pages(
+        t, [s["id"] for s in sessions if "reminder" in (s.get("text") or "") and started(s) <= day(0)], None
+    )
+
+
+async def hour_new(t: Tally) -> None:
+    await t.round(("get_delivery_report", {"text": "reminder", "group_by": ["hour"], "failed_limit": 0}))
+
+
 Script = Callable[[Tally], Awaitable[None]]
 TASKS: list[tuple[str, Script, Script]] = [
     ("yesterday's reminder: outcome and failed numbers", reminder_six, reminder_new),
@@ -174,6 +229,10 @@ TASKS: list[tuple[str, Script, Script]] = [
     ("the worst sessions of the month", worst_six, worst_new),
     ("a retry list for the last week", retry_six, retry_new),
     ("clean out the last two weeks' test sessions", cleanup_six, cleanup_new),
+    ("what happened to this number's messages", number_six, number_new),
+    ("did anyone get the weekend flash sale twice", twice_six, twice_new),
+    ("cost per country last week", cost_six, cost_new),
+    ("the best hour for reminders", hour_six, hour_new),
 ]
 
 

@@ -79,6 +79,18 @@ async def test_a_report_counts_exactly_what_the_messages_say(
     assert paths.count(f"/api/v2/sessions/{session_id}") == 1 and "/api/v2/sessions" not in paths
 
 
+async def test_one_sessions_pages_are_read_concurrently(make_server: Any, emulator: Emulator) -> None:
+    """A report of one session read its pages one at a time (8.4 s for 5,200 recipients at 150 ms instead of
+    1.4 s): the workers were as many as the sessions."""
+    session_id = largest(emulator)
+    # Held long enough that pages read one after another could never overlap.
+    emulator.latency = 0.05
+    async with connect(make_server()) as client:
+        result = await client.call_tool("get_delivery_report", {"id": session_id, "failed_limit": 0})
+    assert not result.is_error
+    assert emulator.most_at_once >= 8
+
+
 async def test_a_default_report_is_short_and_says_what_was_cut(make_server: Any, emulator: Emulator) -> None:
     # The campaign with the most failures after the large send-out.
     session_id = sorted(

@@ -170,7 +170,9 @@ async def each_message_page(
             await ctx.report_progress(read, expected, f"{read} of {expected} pages read")
 
     async with anyio.create_task_group() as group:
-        for _ in range(min(CONCURRENT_PAGES, len(sessions))):
+        # As many workers as pages may be in flight, however few sessions: one session's pages are many once
+        # its first page has said how many; until then the others wait for it.
+        for _ in range(CONCURRENT_PAGES if sessions else 0):
             group.start_soon(worker, group)
     if failures:
         raise failures[0]

@@ -95,6 +95,9 @@ class Emulator:
         self._rate_limit: int | None = None
         self._recent: deque[float] = deque()
         self.rejected_for_rate = 0
+        # Requests being answered now, and the most there ever were at once: how concurrently a client reads.
+        self._in_flight = 0
+        self.most_at_once = 0
         self.deleted_ids: list[int] = []
         self._faults: list[_Fault] = []
         self.reset()
@@ -119,6 +122,7 @@ class Emulator:
         self.latency = 0.0
         self.limit_rate(None)
         self.rejected_for_rate = 0
+        self.most_at_once = 0
 
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> bool:
         """Block (a test's thread, not the server's) until ``count`` requests have arrived."""
@@ -185,19 +189,28 @@ class Emulator:
                     peer=f"{request.client.host}:{request.client.port}" if request.client else None,
                 )
             )
-            if self.latency:
-                await anyio.sleep(self.latency)
-            if self._over_rate_limit():
-                return _error(429, "Too Many Requests.")
-            fault = self._take_fault(request.method, request.url.path)
-            if fault is not None and not fault.carry_out:
-                return await _spoilt(fault)
-            if not authorized:
-                return _error(401, "Wrong username and token combination.")
-            response: Response = handler(request, body)
-            return await _spoilt(fault) if fault is not None else response
+            self._in_flight += 1
+            self.most_at_once = max(self.most_at_once, self._in_flight)
+            try:
+                return await self._answer(handler, request, body, authorized)
+            finally:
+                self._in_flight -= 1
 
         return endpoint
+
+    async def _answer(self, handler: Any, request: Request, body: Json, authorized: bool) -> Response:
+        """The answer to a recorded request, after the latency, rate limit and faults played."""
+        if self.latency:
+            await anyio.sleep(self.latency)
+        if self._over_rate_limit():
+            return _error(429, "Too Many Requests.")
+        fault = self._take_fault(request.method, request.url.path)
+        if fault is not None and not fault.carry_out:
+            return await _spoilt(fault)
+        if not authorized:
+            return _error(401, "Wrong username and token combination.")
+        response: Response = handler(request, body)
+        return await _spoilt(fault) if fault is not None else response
 
     def _record(self, request: RecordedRequest) -> None:
         with self._arrivals:
