@@ -90,8 +90,9 @@ def oauth_server(
 
 @pytest.fixture(scope="module")
 def protected(served: ServedEmulator, authorization_server: AuthorizationServer) -> Iterator[str]:
-    """One server with OAuth (and a static token beside it) for the tests that only present tokens."""
-    with oauth_server(served, authorization_server.issuer, mcp_tokens=TOKEN) as url:
+    """One server with OAuth (and a static token beside it) for the tests that only present tokens; with no
+    store of settled sessions, so that each test's reads reach TextMagic (and report their progress)."""
+    with oauth_server(served, authorization_server.issuer, mcp_tokens=TOKEN, cache_mb=0) as url:
         yield url
 
 

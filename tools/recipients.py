@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -19,7 +20,8 @@ from mcp_types import CallToolResult, ResourceLink
 from pydantic import AfterValidator, Field
 
 from server.state.context import ToolContext, app_context
-from server.textmagic.models import MessageOut, MessageSession, parse_time
+from server.state.store import Message
+from server.textmagic.models import MessageSession, parse_time
 from tools.filters import SessionQuery, from_uri, uri_query, uri_template, with_filter
 from tools.models import LINE_CHARS, HistoryEntry, Recipient, Recipients, cut
 from tools.outcomes import REASONS_UNDOCUMENTED, STATUSES, Bucket, bucket
@@ -106,7 +108,7 @@ class RecipientsQuery(SessionQuery):
     def sessions(self) -> SessionQuery:
         return SessionQuery.model_validate(self.model_dump(include=set(SessionQuery.model_fields)))
 
-    def counts(self, message: MessageOut) -> bool:
+    def counts(self, message: Message) -> bool:
         """Whether ``message`` is of the outcomes and statuses asked for."""
         if self.statuses and message.status not in self.statuses:
             return False
@@ -120,7 +122,7 @@ CSV_TEMPLATE = uri_template("textmagic://recipients.csv", RecipientsQuery)
 class _Number:
     buckets: dict[Bucket, int] = field(default_factory=dict)
     rank: tuple[datetime, int, int] = (_NEVER, 0, 0)
-    last: MessageOut | None = None
+    last: Message | None = None
     delivered: datetime = _NEVER
     name: str | None = None
     country: str | None = None
@@ -140,7 +142,7 @@ class Tracker:
     query: RecipientsQuery
     numbers: dict[str, _Number] = field(default_factory=dict)
 
-    def add(self, session: MessageSession, messages: list[MessageOut]) -> None:
+    def add(self, session: MessageSession, messages: Sequence[Message]) -> None:
         asked = self.query.numbers
         for message in messages:
             number = (message.receiver or "").lstrip("+")
@@ -195,7 +197,7 @@ class Tracker:
         return [row for *_, row in sorted(rows, key=lambda item: (item[0], item[1]), reverse=True)]
 
 
-def _entry(session: MessageSession, message: MessageOut) -> HistoryEntry:
+def _entry(session: MessageSession, message: Message) -> HistoryEntry:
     return HistoryEntry(
         time=message.message_time,
         session=session.id,

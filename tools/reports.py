@@ -8,7 +8,9 @@ call returns.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Annotated
@@ -19,8 +21,9 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from server.state.context import ToolContext, app_context
+from server.state.store import Message
 from server.textmagic import current_budget
-from server.textmagic.models import MessageOut, MessageSession, parse_time
+from server.textmagic.models import MessageSession, parse_time
 from tools.filters import NARROWING_NAMES, SessionFilter, SessionQuery, with_filter
 from tools.models import (
     Apart,
@@ -32,7 +35,7 @@ from tools.models import (
     IncludeDeleted,
     SessionLine,
 )
-from tools.outcomes import REASONS_UNDOCUMENTED, Counter, bucket, not_started
+from tools.outcomes import FAILED_OR_REJECTED, REASONS_UNDOCUMENTED, Counter, not_started
 from tools.render import as_result
 from tools.scan import PAGE, Reading, each_message_page, scan_sessions
 from tools.view import VIEW_FAILED, VIEW_GROUPS, view_meta
@@ -87,9 +90,18 @@ async def scope_of(ctx: ToolContext, id: int | None, query: SessionQuery) -> Sco
     scan = await scan_sessions(ctx, flt)
     budget = current_budget()
     requests_left = budget.left if budget is not None else None
+    # Sessions the store answers for cost no request, and count not towards the messages read.
+    stored = (
+        await app.store.kept(s.id for s in scan.sessions)
+        if app.store is not None and not app.settings.cache_fresh
+        else set()
+    )
     kept: list[MessageSession] = []
     messages = requests = 0
     for session in scan.sessions:
+        if session.id in stored:
+            kept.append(session)
+            continue
         messages += session.numbers_count or 0
         # Each session costs its pages of messages, one at least.
         requests += max(1, math.ceil((session.numbers_count or 0) / PAGE))
@@ -111,12 +123,24 @@ async def scope_of(ctx: ToolContext, id: int | None, query: SessionQuery) -> Sco
 
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+Keyer = Callable[[MessageSession, Message], "str | None"]
+# What each single key reads of a session or a message.
+_PLAIN: dict[str, Keyer] = {
+    "session": lambda session, _: str(session.id),
+    "source": lambda session, _: session.source,
+    "destination": lambda session, _: session.destination,
+    "country": lambda _, message: message.country,
+    "status": lambda _, message: message.status,
+    "reject_reason": lambda _, message: message.reject_reason,
+    "sender": lambda _, message: message.sender,
+}
 
 
 @dataclass
 class Tally:
     """Outcome counts, cost, groups and failures of messages, added a page at a time. Deleted messages count in
-    cost (TextMagic charged them) and, unless ``include_deleted``, nowhere else but ``deleted``."""
+    cost (TextMagic charged them) and, unless ``include_deleted``, nowhere else but ``deleted``. Failures are
+    kept as they came; the report makes the few it lists."""
 
     flt: SessionFilter
     group_by: list[str]
@@ -124,55 +148,47 @@ class Tally:
     total: Counter = field(default_factory=Counter)
     deleted: Counter = field(default_factory=Counter)
     groups: dict[str, dict[str | None, Counter]] = field(default_factory=dict)
-    failures: list[FailedMessage] = field(default_factory=list)
+    failures: list[tuple[int, Message]] = field(default_factory=list)
 
-    def add(self, session: MessageSession, messages: list[MessageOut]) -> None:
+    def __post_init__(self) -> None:
+        self._keyers = [(self.groups.setdefault(name, {}), self._keyer(name)) for name in self.group_by]
+
+    def add(self, session: MessageSession, messages: Sequence[Message]) -> None:
+        keyers, include_deleted, total = self._keyers, self.include_deleted, self.total
         for message in messages:
-            counted = self.include_deleted or not message.deleted
+            counted = include_deleted or not message.deleted
+            status, price = message.status, message.price
             if not counted:
-                self.deleted.add(message.status, message.price)
-            self.total.add(message.status, message.price, counted=counted)
-            for name in self.group_by:
-                key = self._key(name, session, message)
-                counter = self.groups.setdefault(name, {}).setdefault(key, Counter())
-                counter.add(message.status, message.price, counted=counted)
-            if counted and bucket(message.status) in ("failed", "rejected"):
-                self.failures.append(
-                    FailedMessage(
-                        number=message.receiver,
-                        name=" ".join(n for n in (message.first_name, message.last_name) if n) or None,
-                        country=message.country,
-                        status=message.status,
-                        reason=message.reject_reason,
-                        session=session.id,
-                        time=message.message_time,
-                    )
-                )
+                self.deleted.add(status, price)
+            total.add(status, price, counted=counted)
+            for counters, keyer in keyers:
+                key = keyer(session, message)
+                counter = counters.get(key)
+                if counter is None:
+                    counter = counters[key] = Counter()
+                counter.add(status, price, counted=counted)
+            if counted and status in FAILED_OR_REJECTED:
+                self.failures.append((session.id, message))
 
-    def _key(self, name: str, session: MessageSession, message: MessageOut) -> str | None:
+    def _keyer(self, name: str) -> Keyer:
         if "+" in name:
             # One table by the pair: each message in the row of both its values.
-            return " / ".join(self._key(part, session, message) or "-" for part in name.split("+"))
+            first, second = (self._keyer(part) for part in name.split("+"))
+            return lambda session, message: (
+                f"{first(session, message) or '-'} / {second(session, message) or '-'}"
+            )
         if name in ("day", "hour", "weekday"):
-            moment = parse_time(message.message_time) or parse_time(session.start_time)
-            local = self.flt.local(moment) if moment else None
-            if local is None:
-                return None
-            return {
-                "day": local.date().isoformat(),
-                "hour": f"{local.hour:02d}",
-                "weekday": WEEKDAYS[local.weekday()],
-            }[name]
-        value: str | None = {
-            "session": str(session.id),
-            "source": session.source,
-            "destination": session.destination,
-            "country": message.country,
-            "status": message.status,
-            "reject_reason": message.reject_reason,
-            "sender": message.sender,
-        }[name]
-        return value
+            return functools.partial(self._moment, name)
+        return _PLAIN[name]
+
+    def _moment(self, name: str, session: MessageSession, message: Message) -> str | None:
+        moment = parse_time(message.message_time) or parse_time(session.start_time)
+        local = self.flt.local(moment) if moment else None
+        if local is None:
+            return None
+        if name == "day":
+            return local.date().isoformat()
+        return f"{local.hour:02d}" if name == "hour" else WEEKDAYS[local.weekday()]
 
     def rows(self, name: str) -> list[GroupRow]:
         """The rows of one group: by day, hour or weekday in their order, else the largest first."""
@@ -246,7 +262,7 @@ def report_of(scope: Scope, tally: Tally, group_by: list[str], failed_limit: int
     # Newest first; messages of the same moment in a fixed order, whatever order their pages arrived in.
     failures = sorted(
         tally.failures,
-        key=lambda f: (parse_time(f.time) or _NEVER, f.session or 0, f.number or "", f.status or ""),
+        key=lambda f: (parse_time(f[1].message_time) or _NEVER, f[0], f[1].receiver or "", f[1].status or ""),
         reverse=True,
     )
     sessions = {str(session.id): session for session in scope.sessions}
@@ -266,7 +282,7 @@ def report_of(scope: Scope, tally: Tally, group_by: list[str], failed_limit: int
         )
     if cut:
         more.append(f"groups cut to the {GROUP_ROWS} largest rows: {', '.join(cut)}")
-    listed = failures[:failed_limit]
+    listed = [_failed(session_id, message) for session_id, message in failures[:failed_limit]]
     reasons = any(f.reason for f in listed) or any(
         "reject_reason" in name.split("+") and any(row.key for row in rows) for name, rows in groups.items()
     )
@@ -294,6 +310,18 @@ def report_of(scope: Scope, tally: Tally, group_by: list[str], failed_limit: int
         note=REASONS_UNDOCUMENTED if reasons else None,
         complete=scope.complete,
         reason=scope.reason,
+    )
+
+
+def _failed(session_id: int, message: Message) -> FailedMessage:
+    return FailedMessage(
+        number=message.receiver,
+        name=" ".join(n for n in (message.first_name, message.last_name) if n) or None,
+        country=message.country,
+        status=message.status,
+        reason=message.reject_reason,
+        session=session_id,
+        time=message.message_time,
     )
 
 

@@ -1,4 +1,5 @@
-"""Reading many TextMagic pages for one answer: the sessions a filter matches, and the messages of sessions.
+"""Reading many TextMagic pages for one answer: the sessions a filter matches, and the messages of sessions
+(settled ones from the store, when kept there).
 
 Pages are fetched concurrently; the TextMagic client's pacer keeps them under the account's rate limit, and a
 bound on the pages in flight keeps memory flat however large the account. Each page is handed on as it comes
@@ -11,15 +12,17 @@ import functools
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
-from server.state.context import ToolContext, app_context
+from server.state.context import AppContext, ToolContext, app_context
+from server.state.store import Message, settled
 from server.textmagic import BudgetSpent, TextMagicError
-from server.textmagic.models import MessageOut, MessageSession, SessionsPage
+from server.textmagic.models import MessageSession, SessionsPage
 from tools.filters import SessionFilter
 
 PAGE = 100
@@ -94,7 +97,8 @@ async def scan_sessions(ctx: ToolContext, flt: SessionFilter) -> Scan:
 
 @dataclass(frozen=True)
 class Reading:
-    """How far reading the messages of some sessions got."""
+    """How far reading the messages of some sessions got, and how many came from the store of settled sessions
+    (and when the oldest of those was read, seconds since the epoch)."""
 
     pages: int
     messages: int
@@ -102,26 +106,56 @@ class Reading:
     sessions: int
     complete: bool = True
     reason: str | None = None
+    stored: int = 0
+    stored_since: float | None = None
+
+
+Consumer = Callable[[MessageSession, Sequence[Message]], None]
+# Stored messages are handed on this many at a time, the event loop served in between.
+STORED_CHUNK = 5000
 
 
 async def each_message_page(
     ctx: ToolContext,
     sessions: Sequence[MessageSession],
-    consume: Callable[[MessageSession, list[MessageOut]], None],
+    consume: Consumer,
     *,
     include_deleted: bool,
 ) -> Reading:
-    """Hand every page of messages of ``sessions`` to ``consume`` as it arrives.
+    """Hand every message of ``sessions`` to ``consume``, a page (or a stored chunk) at a time.
 
-    CONCURRENT_PAGES workers take the pages in turn: every session's first page, then the further pages each
-    first page announced. Those are kept as a range per session, never as a task or an entry per page, so
-    memory stays flat whatever page count TextMagic claims; the call's budget bounds the requests. When the
-    budget is spent, what was read stands and the reading says how far it got.
+    Settled sessions kept in the store come from there; the others are read from TextMagic (deleted messages
+    too, flagged, and left out here unless ``include_deleted``), and kept once read whole if every message is
+    final. CONCURRENT_PAGES workers take the pages in turn: every session's first page, then the further pages
+    each first page announced, kept as a range per session, never as a task or an entry per page, so memory
+    stays flat whatever page count TextMagic claims; the call's budget bounds the requests. When the budget is
+    spent, what was read stands and the reading says how far it got.
     """
+    app = app_context(ctx)
+    store = None if app.settings.cache_fresh else app.store
+    entries = [await store.get(session.id) if store is not None else None for session in sessions]
+    for session, entry in zip(sessions, entries, strict=True):
+        if entry is not None:
+            for start in range(0, len(entry.messages), STORED_CHUNK):
+                chunk = entry.messages[start : start + STORED_CHUNK]
+                consume(session, chunk if include_deleted else [m for m in chunk if not m.deleted])
+                await anyio.lowlevel.checkpoint()
+    stored = [entry.read_at for entry in entries if entry is not None]
+    unread = [session for session, entry in zip(sessions, entries, strict=True) if entry is None]
+    reading = await _read_pages(ctx, unread, consume, include_deleted=include_deleted)
+    return replace(reading, stored=len(stored), stored_since=min(stored, default=None))
+
+
+async def _read_pages(
+    ctx: ToolContext, sessions: Sequence[MessageSession], consume: Consumer, *, include_deleted: bool
+) -> Reading:
+    """Every page of ``sessions`` from TextMagic, the settled ones kept in the store once read whole."""
     app = app_context(ctx)
     # Pages still to read: [session, next page, last page], the first pages of all sessions first.
     todo: deque[list[Any]] = deque([session, 1, 1] for session in sessions)
     left = {session.id: 1 for session in sessions}
+    # Each session's messages as they come, while it may still turn out settled (and a store keeps them).
+    kept: dict[int, list[Message]] = {session.id: [] for session in sessions} if app.store is not None else {}
     expected = len(sessions)
     read = messages = busy = 0
     stopped: BudgetSpent | None = None
@@ -145,17 +179,21 @@ async def each_message_page(
                 busy += 1
             try:
                 page = await app.textmagic.get_session_messages(
-                    session.id, page=number, limit=PAGE, statuses=None, include_deleted=include_deleted
+                    session.id, page=number, limit=PAGE, statuses=None, include_deleted=True
                 )
             except BudgetSpent as spent:
+                # No page more; the pages already paid for, in flight in other workers, are still read.
                 stopped = spent
-                group.cancel_scope.cancel()
+                async with turn:
+                    busy -= 1
+                    turn.notify_all()
                 return
             except TextMagicError as exc:
                 # Kept aside rather than raised: a task group would wrap it, and the model lose the explanation.
                 failures.append(exc)
                 group.cancel_scope.cancel()
                 return
+            rows = [Message.of(message) for message in page.resources]
             async with turn:
                 busy -= 1
                 if number == 1 and page.page_count > 1:
@@ -164,9 +202,10 @@ async def each_message_page(
                     expected += page.page_count - 1
                 left[session.id] -= 1
                 turn.notify_all()
-            consume(session, page.resources)
+            consume(session, rows if include_deleted else [m for m in rows if not m.deleted])
+            await _keep(app, kept, session.id, rows, whole=left[session.id] == 0)
             read += 1
-            messages += len(page.resources)
+            messages += len(rows)
             await ctx.report_progress(read, expected, f"{read} of {expected} pages read")
 
     async with anyio.create_task_group() as group:
@@ -188,6 +227,24 @@ async def each_message_page(
         f"messages; {done} of {len(sessions)} sessions were read in full. Narrow the filter (since, until, text) "
         "or ask about one session for a complete answer",
     )
+
+
+async def _keep(
+    app: AppContext, kept: dict[int, list[Message]], session_id: int, rows: list[Message], *, whole: bool
+) -> None:
+    """Gather a session's messages while every one is final; once all its pages are in, store them."""
+    gathered = kept.get(session_id)
+    if gathered is None or app.store is None:
+        return
+    if not settled(rows) and rows:
+        # A message still on its way: this session is read again next time.
+        del kept[session_id]
+        return
+    gathered += rows
+    if whole:
+        del kept[session_id]
+        if settled(gathered):
+            await app.store.put(session_id, gathered)
 
 
 async def gather(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:

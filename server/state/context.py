@@ -1,5 +1,5 @@
 """What every tool call can reach: the server-lifetime TextMagic client, the token signer, what previews showed,
-the audit log, the settings."""
+the audit log, the settings, the store of settled sessions."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from server.state.confirmation import Confirmations
 from server.state.ledger import Ledger
 from server.state.previews import Previews
 from server.state.settings import Settings
+from server.state.store import Store
 from server.textmagic import TextMagicClient
 
 
@@ -24,6 +25,8 @@ class AppContext:
     ledger: Ledger
     audit: AuditLog
     settings: Settings
+    # The store of settled sessions; None when switched off (TEXTMAGIC_CACHE_MB=0).
+    store: Store | None = None
 
 
 ToolContext = Context[AppContext, Any]

@@ -112,6 +112,25 @@ class Settings(BaseSettings):
     calls_per_caller: int = Field(
         4, ge=1, le=100, description="Tool calls one caller may have running at once over HTTP."
     )
+    cache_mb: int = Field(
+        256,
+        ge=0,
+        le=65_536,
+        description="Megabytes the store of settled sessions may hold (0: none); the least recently used go first.",
+    )
+    cache_path: Path | None = Field(
+        None,
+        description="SQLite file for the store of settled sessions, kept across restarts (default: memory).",
+    )
+    cache_max_age: float = Field(
+        86_400,
+        ge=60,
+        le=30 * 86_400,
+        description="Seconds after which a stored session is read again from TextMagic.",
+    )
+    cache_fresh: bool = Field(
+        False, description="Read everything from TextMagic, as if the store were empty (it is still filled)."
+    )
     scan_limit: int = Field(
         10_000, ge=100, le=1_000_000, description="Sessions a filter may read before it stops, newest first."
     )

@@ -42,6 +42,7 @@ from server.state.context import AppContext
 from server.state.ledger import Ledger, MemoryLedger
 from server.state.previews import Previews, PreviewStore
 from server.state.settings import ConfigError, Settings, environment_proxy
+from server.state.store import check_file, open_store
 from server.textmagic import RateLimiter, RetryPolicy, TextMagicClient
 from server.textmagic.pacer import Pacer
 from server.textmagic.urls import without_credentials
@@ -228,6 +229,9 @@ def _lifespan(settings: Settings, audit: AuditLog, retry: RetryPolicy | None) ->
         from server.state.redis import check_reachable
 
         check_reachable(redis_url)
+    if settings.cache_mb and settings.cache_path is not None:
+        # A file that is not this server's store stops the start, not the first report.
+        check_file(settings.cache_path)
     memory = (PreviewStore(settings.confirmation_ttl), MemoryLedger())
     connect = _sandbox_connection() if settings.sandbox else _textmagic_connection(settings)
     # One pacer per server, whatever the number of connections: the rate limit is per account.
@@ -265,6 +269,9 @@ def _lifespan(settings: Settings, audit: AuditLog, retry: RetryPolicy | None) ->
                 later = await stack.enter_async_context(anyio.create_task_group())
                 later.start_soon(_reconcile_every, settings.reconcile_interval, audit, client)
                 stack.callback(later.cancel_scope.cancel)
+            store = open_store(settings)
+            if store is not None:
+                stack.callback(store.close)
             running.live = AppContext(
                 textmagic=client,
                 confirmations=confirmations,
@@ -272,6 +279,7 @@ def _lifespan(settings: Settings, audit: AuditLog, retry: RetryPolicy | None) ->
                 ledger=ledger,
                 audit=audit,
                 settings=settings,
+                store=store,
             )
             try:
                 yield running.live
