@@ -62,7 +62,9 @@ async def test_a_numbers_history_in_any_of_its_spellings(make_server: Any, emula
             ).structured_content
             for spelling in (spaced, dashed, number)
         ]
-    assert answers[0] == answers[1] == answers[2]
+    # The same answer each time (the later ones from the store of settled sessions, which they say).
+    same = [{k: v for k, v in a.items() if k != "memory"} for a in answers]
+    assert same[0] == same[1] == same[2] and "memory" in answers[2]
     [row] = answers[0]["recipients"]
     sent = messages_to(emulator, number)
     assert row["number"] == number and row["messages"] == len(sent) == row["failed"] >= 3

@@ -202,6 +202,13 @@ class GroupRow(Counts, _Keyed):
         )
 
 
+class Remembered(BaseModel):
+    """Sessions answered from the store of settled sessions, and when the oldest of them was read."""
+
+    sessions: int
+    read_at: str
+
+
 class Apart(BaseModel):
     """Sessions or messages a report keeps out of its outcome counts, and what they cost."""
 
@@ -212,10 +219,11 @@ class Apart(BaseModel):
 
 
 class DeliveryReport(BaseModel):
-    """What happened to one session, or to every session a filter matched."""
+    """What happened to one session, or to every session a filter matched: ``listed`` names the sessions when
+    they are 10 or fewer, ``memory`` says how many were answered from the store of settled sessions."""
 
     sessions: int = Field(description="Started")
-    listed: list[SessionLine] = Field(default_factory=list, description="The sessions, if 10 or fewer")
+    listed: list[SessionLine] = Field(default_factory=list)
     filter: str | None = None
     messages: int
     outcome: GroupRow
@@ -228,6 +236,7 @@ class DeliveryReport(BaseModel):
     )
     more: str | None = None
     note: str | None = None
+    memory: Remembered | None = None
     complete: bool = True
     reason: str | None = None
 
@@ -262,15 +271,16 @@ class Recipient(BaseModel):
 
 
 class Recipients(BaseModel):
-    """Numbers, once each, latest first."""
+    """Numbers, once each, latest first; ``csv``: the URI of the whole list, when cut."""
 
     recipients: list[Recipient]
     total: int = Field(description="Numbers in all")
     sessions: int
     not_found: list[str] = Field(default_factory=list, description="Numbers asked with no message in scope")
-    csv: str | None = Field(None, description="URI of the whole list as CSV, when cut")
+    csv: str | None = None
     more: str | None = None
     note: str | None = None
+    memory: Remembered | None = None
     complete: bool = True
     reason: str | None = None
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from server.textmagic.models import MessageSession, SessionStat, parse_time
 
@@ -59,9 +59,8 @@ class Counts(BaseModel):
     rejected: int
     pending: int
     other: int
-    delivery_rate: float | None = Field(
-        None, description="delivered / (delivered + failed + rejected), if any is"
-    )
+    # delivered / (delivered + failed + rejected), if any is: as the server's instructions define it.
+    delivery_rate: float | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -275,6 +275,7 @@ async def get_recipients(
         csv=uri,
         more=more,
         note=REASONS_UNDOCUMENTED if any(_reasons(row) for row in shown) else None,
+        memory=scope.memory,
         complete=scope.complete,
         reason=scope.reason,
     )

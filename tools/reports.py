@@ -33,6 +33,7 @@ from tools.models import (
     GroupRow,
     IdValue,
     IncludeDeleted,
+    Remembered,
     SessionLine,
 )
 from tools.outcomes import FAILED_OR_REJECTED, REASONS_UNDOCUMENTED, Counter, not_started
@@ -59,6 +60,7 @@ class Scope:
     by_id: bool
     complete: bool = True
     reason: str | None = None
+    memory: Remembered | None = None
 
     @property
     def started(self) -> list[MessageSession]:
@@ -70,10 +72,19 @@ class Scope:
         return [session for session in self.sessions if not_started(session)]
 
     def after(self, reading: Reading) -> Scope:
-        """The scope as far as reading its messages got."""
+        """The scope as far as reading its messages got, and what of it came from the store."""
+        memory = (
+            Remembered(
+                sessions=reading.stored,
+                read_at=datetime.fromtimestamp(reading.stored_since, UTC).isoformat(timespec="seconds"),
+            )
+            if reading.stored and reading.stored_since is not None
+            else None
+        )
         if reading.complete:
-            return self
-        return replace(self, complete=False, reason="; ".join(filter(None, (self.reason, reading.reason))))
+            return replace(self, memory=memory)
+        reason = "; ".join(filter(None, (self.reason, reading.reason)))
+        return replace(self, complete=False, reason=reason, memory=memory)
 
 
 async def scope_of(ctx: ToolContext, id: int | None, query: SessionQuery) -> Scope:
@@ -308,6 +319,7 @@ def report_of(scope: Scope, tally: Tally, group_by: list[str], failed_limit: int
         failed=listed,
         more="; ".join(more) or None,
         note=REASONS_UNDOCUMENTED if reasons else None,
+        memory=scope.memory,
         complete=scope.complete,
         reason=scope.reason,
     )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from server import __version__
 from server.state.settings import ConfigError, Settings, load_settings
-from server.wiring import logs
+from server.wiring import logs, store_commands
 from tools.filters import SessionQuery, listed
 
 if TYPE_CHECKING:
@@ -30,15 +30,22 @@ def main(argv: list[str] | None = None) -> None:
         # Flags may stand before or after the command; SUPPRESS leaves them unset where absent, so the
         # environment decides.
         settings = load_settings(
-            sandbox=True if getattr(args, "sandbox", False) else None,
+            # Clearing the store touches no account: it needs no credentials.
+            sandbox=True if getattr(args, "sandbox", False) or command == "cache" else None,
+            cache_fresh=True if getattr(args, "fresh", False) else None,
             read_only=True if getattr(args, "read_only", False) else None,
             tools=getattr(args, "tools", None),
             transport=getattr(args, "transport", None),
             host=getattr(args, "host", None),
             port=getattr(args, "port", None),
         )
-        # Only warnings when a person reads the output (tools, call, report).
+        # Only warnings when a person reads the output (tools, call, report); sync logs its one line.
         logs.configure(settings.log_level if command == "serve" else logging.WARNING)
+        logging.getLogger("server.sync").setLevel(logging.INFO)
+        if command == "cache":
+            sys.exit(store_commands.clear(settings))
+        if command == "sync":
+            store_commands.needs_a_file(settings)
         server = _build(settings)
     except ConfigError as exc:
         print(f"{PROG}: configuration error: {exc}", file=sys.stderr)
@@ -58,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_run(_list_tools(server)))
     elif command == "report":
         sys.exit(_run(_report(server, _report_arguments(args), args.html)))
+    elif command == "sync":
+        period = {name: getattr(args, name) for name in ("since", "until", "timezone") if getattr(args, name)}
+        sys.exit(_run(store_commands.sync(server, period)))
     else:
         sys.exit(_run(_call_tool(server, args.tool, _arguments(args.arguments))))
 
@@ -75,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         default=argparse.SUPPRESS,
         help="serve only the read tools; delete calls are refused (TEXTMAGIC_READ_ONLY=true)",
+    )
+    common.add_argument(
+        "--fresh",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="read everything from TextMagic, not from the store of settled sessions (TEXTMAGIC_CACHE_FRESH=true)",
     )
     common.add_argument(
         "--tools",
@@ -135,6 +151,18 @@ def _parser() -> argparse.ArgumentParser:
     output = report.add_mutually_exclusive_group(required=True)
     output.add_argument("--html", metavar="FILE", help="write the report view, data inside, to FILE")
     output.add_argument("--markdown", action="store_true", help="print the report as Markdown")
+    warm = commands.add_parser(
+        "sync",
+        parents=[common],
+        help="read into the store on disk (TEXTMAGIC_CACHE_PATH) the sessions of a period it does not hold yet",
+        description="Fill the store of settled sessions ahead of the questions: a nightly job runs it before its "
+        "report. Incremental: what the store holds is not read again.",
+    )
+    warm.add_argument("--since", required=True, help="ISO 8601 date or date-time: from when")
+    warm.add_argument("--until", help="ISO 8601 date (included) or date-time: until when (default: now)")
+    warm.add_argument("--timezone", help="IANA zone the dates are read in (default TEXTMAGIC_TIMEZONE)")
+    cache = commands.add_parser("cache", help="the store of settled sessions on disk")
+    cache.add_argument("action", choices=["clear"], help="clear: empty it (remove its file)")
     emulator = commands.add_parser(
         "emulator", help="serve the TextMagic emulator over HTTP, for tests and demos"
     )
