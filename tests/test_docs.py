@@ -98,12 +98,14 @@ def test_the_systemd_unit_verifies_and_its_command_serves(
     text = section("As a service")
     [unit] = blocks(text, "ini")
     environment_file = blocks(text, "bash")[0]
-    logs = tmp_path / "log"
+    logs, state = tmp_path / "log", tmp_path / "state"
     logs.mkdir()
+    state.mkdir()
     here = (
         unit.replace("/opt/textmagic-mcp/.venv/bin/", f"{BIN}/")
         .replace("/etc/textmagic-mcp.env", str(tmp_path / "textmagic-mcp.env"))
         .replace("/var/log/textmagic-mcp", str(logs))
+        .replace("/var/lib/textmagic-mcp", str(state))
     )
     (tmp_path / "textmagic-mcp.env").write_text(environment_file)
     (tmp_path / "textmagic-mcp.service").write_text(here)
@@ -111,7 +113,7 @@ def test_the_systemd_unit_verifies_and_its_command_serves(
         [analyze, "verify", str(tmp_path / "textmagic-mcp.service")], capture_output=True, text=True
     )
     assert verified.returncode == 0, verified.stderr
-    assert "LogsDirectory=textmagic-mcp" in unit and "DynamicUser=yes" in unit
+    assert "LogsDirectory=textmagic-mcp" in unit and "StateDirectory=textmagic-mcp" in unit
 
     # The command under the unit's environment: its file (the account's values put in) and Environment= lines.
     settings = dict(
@@ -143,4 +145,5 @@ def test_the_systemd_unit_verifies_and_its_command_serves(
         preview = http.post(f"http://127.0.0.1:{port}/mcp", json=call, headers=headers, timeout=30)
     assert preview.status_code == 200 and "confirmation_token" in preview.text
     [record] = records(logs / "audit.jsonl")
+    assert (state / "store.db").exists()
     assert (record["outcome"], record["ids"]) == ("preview", [session_id])
