@@ -212,3 +212,20 @@ def test_the_emulator_plays_a_network_distance() -> None:
     assert "every answer 300 ms late" in line
     assert answer.status_code == 200 and answer.json()["pageCount"] == 37
     assert waited >= 0.3
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly() -> None:
+    """`textmagic-sessions-mcp --sandbox tools | head` ended in a BrokenPipeError traceback."""
+    process = subprocess.Popen(
+        [console_script(), "--sandbox", "tools"],
+        env=shell_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    # Gone before the first line is written: every write meets a closed pipe.
+    process.stdout.close()
+    errors = process.stderr.read()
+    assert process.wait(timeout=60) == 1
+    assert "Traceback" not in errors and "BrokenPipe" not in errors, errors

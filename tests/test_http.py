@@ -358,3 +358,11 @@ def run_factory(*options: str, **env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+async def test_lists_over_http_are_never_kept(served: ServedEmulator) -> None:
+    # They differ by token and narrowing, which a client's cache cannot tell apart (a step-up widens them).
+    with http_server(served) as url:
+        async with mcp_client(url, "2026-07-28") as client:
+            listed = [await client.list_tools(), await client.list_prompts()]
+    assert {(result.ttl_ms, result.cache_scope) for result in listed} == {(0, "private")}

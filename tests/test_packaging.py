@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import tomllib
 from pathlib import Path
@@ -83,10 +82,36 @@ def test_server_json_declares_settings_honestly() -> None:
     assert all(declared[name].get("isSecret", False) is False for name in set(declared) - stdio_secrets)
 
 
+# The registry's schema, beside the checkout (it is in CI); nothing of the project's needs it.
+REGISTRY_SCHEMA = ROOT.parent / "shared" / "registry" / "server.schema.json"
+CURRENT_FORMAT = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"
+
+
 def test_server_json_against_the_registry_schema() -> None:
-    # The registry's schema is not part of this project; point MCP_REGISTRY_SCHEMA at a copy to check it.
-    schema_path = os.environ.get("MCP_REGISTRY_SCHEMA")
-    if not schema_path:
-        pytest.skip("MCP_REGISTRY_SCHEMA is not set (path to the registry's server.schema.json)")
-    schema = json.loads(Path(schema_path).read_text(encoding="utf-8"))
-    jsonschema.validate(load("server.json"), schema, format_checker=jsonschema.FormatChecker())
+    server = load("server.json")
+    # The registry refuses the 2025-09-29 format as deprecated.
+    assert server["$schema"] == CURRENT_FORMAT
+    if not REGISTRY_SCHEMA.exists():
+        pytest.skip(f"the registry's schema is not beside this checkout ({REGISTRY_SCHEMA})")
+    schema = json.loads(REGISTRY_SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.validate(server, schema, format_checker=jsonschema.FormatChecker())
+
+
+def test_the_readme_proves_the_pypi_package_is_this_server() -> None:
+    # The registry reads this line in the README that PyPI publishes.
+    readme = (ROOT / PYPROJECT["project"]["readme"]).read_text(encoding="utf-8")
+    assert f"mcp-name: {load('server.json')['name']}" in readme
+
+
+def test_the_readme_reads_well_on_a_package_index() -> None:
+    # PyPI shows the README without the repository around it: every link and image must be absolute.
+    readme = (ROOT / PYPROJECT["project"]["readme"]).read_text(encoding="utf-8")
+    relative = re.findall(r"\]\((?!https?://|#|mailto:)([^)]+)\)", readme)
+    assert relative == []
+    project = PYPROJECT["project"]
+    assert (
+        {"Homepage", "Source", "Issues"} <= set(project["urls"])
+        and project["keywords"]
+        and project["authors"]
+    )
+    assert any(c.startswith("Programming Language :: Python :: 3.11") for c in project["classifiers"])

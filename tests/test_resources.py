@@ -116,3 +116,35 @@ async def test_a_read_only_server_offers_no_cleanup_prompt(make_server: Any) -> 
     async with connect(make_server(read_only=True)) as client:
         prompts = {p.name for p in (await client.list_prompts()).prompts}
     assert prompts == {"delivery_report"}
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "textmagic://nothing-here",
+        "textmagic://sessions/1",
+        "textmagic://sessions/not-an-id",
+        "textmagic://sessions/1/report",
+        "textmagic://recipients.csv?since=yesterday",
+    ],
+)
+async def test_a_resource_that_does_not_exist_is_invalid_params(
+    make_server: Any, emulator: Emulator, era: str, uri: str
+) -> None:
+    # The 2026-07-28 revision: reading a resource that does not exist answers -32602, not -32603.
+    async with connect(make_server(), era) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource(uri)
+    assert refused.value.code == -32602 and "Traceback" not in refused.value.message
+
+
+async def test_lists_carry_cache_hints_for_one_caller(make_server: Any) -> None:
+    async with connect(make_server(), "modern") as client:
+        listed = [
+            await client.list_tools(),
+            await client.list_prompts(),
+            await client.list_resources(),
+            await client.list_resource_templates(),
+        ]
+    # One client for the process's life (stdio, in memory): an hour, private.
+    assert {(result.ttl_ms, result.cache_scope) for result in listed} == {(3_600_000, "private")}

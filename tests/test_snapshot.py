@@ -72,3 +72,33 @@ async def test_the_listing_stays_within_its_token_budget() -> None:
         for tool in tools
     )
     assert tokens <= LISTING_BUDGET
+
+
+def kinds(schema: object) -> list[object]:
+    """Every ``type`` keyword in ``schema``."""
+    if isinstance(schema, dict):
+        own = [schema["type"]] if "type" in schema else []
+        return own + [k for value in schema.values() for k in kinds(value)]
+    if isinstance(schema, list):
+        return [k for item in schema for k in kinds(item)]
+    return []
+
+
+async def test_every_schema_is_one_that_every_client_accepts() -> None:
+    """The Inspector's strict check warned 62 times of `["string", "null"]`, which single-type dialects (Gemini's
+    function declarations) refuse; OpenAI's agents fell back to a non-strict tool for a `$ref` inside `items`."""
+    import copy
+
+    from agents.strict_schema import ensure_strict_json_schema
+
+    async with Client(build_server(load_settings(sandbox=True))) as client:
+        tools = (await client.list_tools()).tools
+    for tool in tools:
+        for schema in (tool.input_schema, tool.output_schema or {}):
+            assert all(isinstance(kind, str) for kind in kinds(schema)), tool.name
+        assert "$ref" not in json.dumps(tool.input_schema), tool.name
+        # As the Agents SDK converts an MCP tool: open objects refused, so nothing may be left open.
+        strict = ensure_strict_json_schema(copy.deepcopy(tool.input_schema), _reject_open_objects=True)
+        assert strict["additionalProperties"] is False and set(strict["required"]) == set(
+            strict["properties"]
+        )

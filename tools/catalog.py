@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 
@@ -102,6 +102,11 @@ class PromptSpec:
     tool: str
 
     @property
+    def description(self) -> str:
+        # One line: the docstring's wrapping means nothing to a client that shows it.
+        return " ".join(inspect.cleandoc(self.fn.__doc__ or "").split())
+
+    @property
     def handler(self) -> Callable[..., str]:
         """The prompt as registered: refused where its tool may not be used."""
         return _reachable_only(self.fn, self.tool)
@@ -115,7 +120,7 @@ def _reachable_only(fn: Callable[..., Any], tool: str) -> Callable[..., Any]:
         @functools.wraps(fn)
         async def read(*args: Any, **kwargs: Any) -> Any:
             if not reachable(frozenset({tool})):
-                raise ResourceError(refusal)
+                raise ResourceNotFoundError(refusal)
             return await fn(*args, **kwargs)
 
         return read
@@ -135,6 +140,9 @@ def _explained(fn: Callable[..., Awaitable[Any]], error: type[Exception]) -> Cal
         try:
             return await fn(*args, **kwargs)
         except TextMagicError as exc:
+            if error is ResourceError and exc.http_status == 404:
+                # A resource that does not exist: the protocol's "invalid params" (-32602), not a failure.
+                raise ResourceNotFoundError(str(exc)) from exc
             raise error(str(exc)) from exc
         except ToolError as exc:
             # A tool's own refusal (bad arguments) read through a resource.

@@ -19,7 +19,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.shared.uri_template import UriTemplate
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from pydantic.fields import FieldInfo
@@ -154,7 +154,7 @@ def from_uri(
     model: type[M], again: str
 ) -> Callable[[Callable[[Any, M], Awaitable[str]]], Callable[..., Awaitable[str]]]:
     """A resource function taking each field of ``model`` as text from its URI's query, handed on as one
-    ``model``; a ResourceError naming the fields, and the tool to call ``again``, when they are not valid."""
+    ``model``; a ResourceNotFoundError naming the fields, and the tool to call ``again``, when they are not valid."""
 
     def decorate(fn: Callable[[Any, M], Awaitable[str]]) -> Callable[..., Awaitable[str]]:
         hints = typing.get_type_hints(fn, include_extras=True)
@@ -172,7 +172,10 @@ def from_uri(
                 query = model.model_validate(raw)
             except ValidationError as exc:
                 where = ", ".join(sorted({str(e["loc"][0]) for e in exc.errors()}))
-                raise ResourceError(f"This link's query is invalid ({where}); call {again} again.") from None
+                # No resource answers to this link: the protocol's "invalid params" (-32602).
+                raise ResourceNotFoundError(
+                    f"This link's query is invalid ({where}); call {again} again."
+                ) from None
             return await fn(ctx, query)
 
         parameters = [

@@ -18,6 +18,24 @@ from typing import Any
 _NULL = {"type": "null"}
 
 
+def lean_arguments(schema: dict[str, Any]) -> Any:
+    """A tool's input schema, leaned, with every ``$ref`` replaced by what it names: a reference inside
+    ``items`` makes strict modes (OpenAI's) give up on the whole tool, and arguments never recurse."""
+    return lean(_inlined(schema, schema.get("$defs", {})))
+
+
+def _inlined(node: Any, definitions: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_inlined(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        named = definitions[str(node["$ref"]).rsplit("/", 1)[-1]]
+        beside = {key: value for key, value in node.items() if key != "$ref"}
+        return _inlined({**named, **beside}, definitions)
+    return {key: _inlined(value, definitions) for key, value in node.items() if key != "$defs"}
+
+
 def lean(schema: Any, *, result_of: bool = False) -> Any:
     """``schema`` (a JSON Schema, or part of one) with the same meaning in fewer tokens; ``result_of``: it is a
     tool's output schema."""

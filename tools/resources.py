@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp_types import Completion
 
 from server.state.context import AppContext, ToolContext, app_context
@@ -65,7 +65,7 @@ def _matches(session: MessageSession, wanted: str) -> bool:
 
 def _session_id(id: str) -> int:
     if not (id.isascii() and id.isdigit() and len(id) <= 16) or not 1 <= int(id) <= MAX_ID:
-        raise ResourceError(
+        raise ResourceNotFoundError(
             f"{id!r} is not a session id; ids are positive integers, as get_all_message_sessions lists"
         )
     return int(id)

@@ -215,11 +215,10 @@ class Settings(BaseSettings):
 
     @field_validator("username", "api_key")
     @classmethod
-    def _not_blank(cls, value: str | SecretStr | None) -> str | SecretStr | None:
+    def _no_spaces_around(cls, value: str | SecretStr | None) -> str | SecretStr | None:
+        # A blank one is judged with the sandbox in view (_credentials_or_sandbox).
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if text is not None and not text.strip():
-            raise ValueError("is blank; set it to the account's username and API v2 key")
-        if text is not None and text != text.strip():
+        if text is not None and text.strip() and text != text.strip():
             raise ValueError("has spaces around it; copy it again without them")
         return value
 
@@ -252,8 +251,21 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _credentials_or_sandbox(self) -> Settings:
+        # The sandbox uses none: blank ones (a bundle's unset fields) are no mistake there.
         if self.sandbox:
             return self
+        blank = [
+            name
+            for name, value in (("TEXTMAGIC_USERNAME", self.username), ("TEXTMAGIC_API_KEY", self.api_key))
+            if value is not None
+            and not (value.get_secret_value() if isinstance(value, SecretStr) else value).strip()
+        ]
+        if blank:
+            raise ValueError(
+                "; ".join(
+                    f"{name}: is blank; set it to the account's username and API v2 key" for name in blank
+                )
+            )
         missing = [
             name
             for name, value in (("TEXTMAGIC_USERNAME", self.username), ("TEXTMAGIC_API_KEY", self.api_key))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,16 @@ PROG = "textmagic-sessions-mcp"
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        _main(argv)
+    except BrokenPipeError:
+        # The reader went away (``tools | head``): nothing more to say, and no traceback to say it with.
+        # stdout is pointed at /dev/null so that the interpreter's own flush at exit fails no more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+def _main(argv: list[str] | None) -> None:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
     if command == "emulator":
