@@ -279,15 +279,20 @@ async def test_7_clients_are_served_beside_a_thousand_slow_connections(
                 group.start_soon(flood)
                 for _ in range(CLIENTS):
                     group.start_soon(client)
-        dropped = sum(_closed_by_peer(sock) for sock in slow)
+            # The longest waiting are dropped once too many wait: all but the newest 256 (the limit at 1,024
+            # files), in the order they came. The server may still be taking in the last ones: each is waited
+            # for until its end arrives (the header deadline would drop the rest too, later).
+            for sock in slow[: len(slow) - 256]:
+                await anyio.wait_readable(sock)
+        dropped = [_closed_by_peer(sock) for sock in slow[: len(slow) - 256]]
     finally:
         for sock in slow:
             sock.close()
         server.stop()
     assert answers == [True] * (CLIENTS * CALLS_PER_CLIENT)
-    # The slow ones were let in, and the longest waiting dropped once too many waited.
+    # The slow ones were let in, and the longest waiting dropped.
     assert len(slow) == SLOW_CONNECTIONS + MORE_WHILE_CALLING
-    assert len(slow) - 256 <= dropped < len(slow)
+    assert all(dropped)
 
 
 async def _half_a_request(host: str, port: int) -> socket.socket:
