@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -105,6 +106,15 @@ def http_server(textmagic_url: str, **extra: str) -> Iterator[HttpServer]:
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def save_results(name: str, figures: dict[str, Any]) -> None:
+    """``figures`` as bench/results/``name``.json, with the machine they were measured on inside."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
 
 def machine() -> dict[str, Any]:

@@ -9,18 +9,14 @@ memory must stay flat. Prints a table and writes bench/results/load.json. Not a 
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
-from harness import TOKEN, emulator_on_loopback, http_server, machine
+from harness import TOKEN, emulator_on_loopback, http_server, machine, save_results
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-
-RESULTS = Path(__file__).parent / "results"
 
 
 async def client_run(url: str, session_ids: list[int], calls: int, outcome: dict[str, int]) -> None:
@@ -102,8 +98,7 @@ def main() -> None:
     for key, value in figures.items():
         if key != "machine":
             print(f"{key:<{width}}  {value}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "load.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    save_results("load", figures)
     clean = figures["failed"] == figures["exceptions"] == figures["429_surfaced"] == 0
     print("PASS" if clean else "FAIL: some calls failed")
 

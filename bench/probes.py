@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
-from harness import TOKEN, emulator_on_loopback, http_server, machine
+from harness import TOKEN, emulator_on_loopback, http_server, machine, save_results
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-RESULTS = Path(__file__).parent / "results"
 OUTAGE = (2.0, 4.0)
 RUN = 8.0
 
@@ -90,8 +88,7 @@ async def run() -> dict[str, Any]:
 
 def main() -> None:
     figures = anyio.run(run)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "probes.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    save_results("probes", figures)
     print(json.dumps(figures, indent=2))
 
 

@@ -38,6 +38,7 @@ from harness import (
     emulator_on_loopback,
     expand,
     machine,
+    save_results,
     server_environment,
     spread,
     without_nulls,
@@ -45,7 +46,6 @@ from harness import (
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-RESULTS = Path(__file__).parent / "results"
 FLOOR = str(Path(__file__).with_name("floor_server.py"))
 LATENCY = 0.150
 PAUSE = 12.0
@@ -305,8 +305,7 @@ def main() -> None:
     figures = anyio.run(run, args.quick)
     rows = report(figures)
     figures["table"] = [dict(zip(("figure", "measured", "ratio", "goal"), row, strict=True)) for row in rows]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    save_results("bench", figures)
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in [("figure", "measured", "ratio", "goal"), *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))

@@ -16,17 +16,15 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
-from harness import SCRIPT, emulator_on_loopback, http_server, machine, server_environment
+from harness import SCRIPT, emulator_on_loopback, http_server, machine, save_results, server_environment
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-RESULTS = Path(__file__).parent / "results"
 LATENCY_MS = 150
 TOKENS = [f"bench-caller-{n}" for n in range(10)]
 LIGHT_CALLS = 15
@@ -157,8 +155,7 @@ async def main() -> None:
         "two_processes": await two_processes(),
         "hostile_page_count": await hostile_page_count(),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "sharing.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results("sharing", results)
     print(json.dumps(results, indent=2))
 
 

@@ -23,13 +23,21 @@ from typing import Any
 
 import anyio
 import httpx2
-from harness import SCRIPT, TOKEN, Served, emulator_on_loopback, http_server, machine, server_environment
+from harness import (
+    SCRIPT,
+    TOKEN,
+    Served,
+    emulator_on_loopback,
+    http_server,
+    machine,
+    save_results,
+    server_environment,
+)
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from server.sandbox.seed import SeedData
 
-RESULTS = Path(__file__).parent / "results"
 LATENCY = 0.150
 RATE = 50
 PER_SESSION = 5000
@@ -182,8 +190,7 @@ async def run() -> dict[str, Any]:
 
 def main() -> None:
     figures = anyio.run(run)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "store.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    save_results("store", figures)
     print(json.dumps(figures, indent=2))
 
 

