@@ -232,3 +232,29 @@ async def test_the_store_in_memory_keeps_to_its_bound(make_server: Any, emulator
     largest = max(emulator.data.messages, key=lambda i: len(emulator.data.messages[i]))
     reread = {int(path.split("/")[4]) for path in message_reads(emulator)[read:]}
     assert largest in reread and again.structured_content["memory"]["sessions"] > 0
+
+
+@pytest.mark.anyio
+async def test_include_deleted_is_never_answered_from_the_wrong_reading(
+    served: ServedEmulator, emulator: Emulator
+) -> None:
+    # A settled session with deleted messages: what is counted with and without them must differ, from memory too.
+    settled = [
+        i
+        for i, s in emulator.data.sessions.items()
+        if within(s["startTime"]) and all(m["status"] in FINAL for m in emulator.data.messages[i])
+    ]
+    with_deleted = max(settled, key=lambda i: len(emulator.data.messages[i]))
+    emulator.data.messages[with_deleted][0]["deleted"] = True
+    asked = {"id": with_deleted}
+    async with connect(build(served.url)) as stored, connect(build(served.url, cache_mb=0)) as direct:
+        for arguments in (asked, {**asked, "include_deleted": True}, asked):
+            kept = await stored.call_tool("get_delivery_report", arguments)
+            assert answer(kept) == answer(await direct.call_tool("get_delivery_report", arguments))
+        recipients = await stored.call_tool("get_recipients", {**asked, "limit": 1000})
+        assert answer(recipients) == answer(
+            await direct.call_tool("get_recipients", {**asked, "limit": 1000})
+        )
+    assert "memory" in kept.structured_content and "memory" in recipients.structured_content
+    gone = emulator.data.messages[with_deleted][0]["receiver"]
+    assert gone not in {row["number"] for row in recipients.structured_content["recipients"]}
