@@ -233,8 +233,9 @@ async def _keep(
     app: AppContext, kept: dict[int, list[Message]], session_id: int, rows: list[Message], *, whole: bool
 ) -> None:
     """Gather a session's messages while every one is final; once all its pages are in, store them."""
+    # Nothing is gathered without a store.
     gathered = kept.get(session_id)
-    if gathered is None or app.store is None:
+    if gathered is None:
         return
     if not settled(rows) and rows:
         # A message still on its way: this session is read again next time.
@@ -243,7 +244,7 @@ async def _keep(
     gathered += rows
     if whole:
         del kept[session_id]
-        if settled(gathered):
+        if settled(gathered) and app.store is not None:
             await app.store.put(session_id, gathered)
 
 

@@ -254,23 +254,18 @@ class Settings(BaseSettings):
         # The sandbox uses none: blank ones (a bundle's unset fields) are no mistake there.
         if self.sandbox:
             return self
-        blank = [
-            name
-            for name, value in (("TEXTMAGIC_USERNAME", self.username), ("TEXTMAGIC_API_KEY", self.api_key))
-            if value is not None
-            and not (value.get_secret_value() if isinstance(value, SecretStr) else value).strip()
-        ]
+        given = {
+            "TEXTMAGIC_USERNAME": self.username,
+            "TEXTMAGIC_API_KEY": self.api_key.get_secret_value() if self.api_key is not None else None,
+        }
+        blank = [name for name, text in given.items() if text is not None and not text.strip()]
         if blank:
             raise ValueError(
                 "; ".join(
                     f"{name}: is blank; set it to the account's username and API v2 key" for name in blank
                 )
             )
-        missing = [
-            name
-            for name, value in (("TEXTMAGIC_USERNAME", self.username), ("TEXTMAGIC_API_KEY", self.api_key))
-            if not value
-        ]
+        missing = [name for name, text in given.items() if not text]
         if missing:
             raise ValueError(
                 f"TextMagic credentials are missing: set {' and '.join(missing)} (an API v2 key, created in "

@@ -321,6 +321,24 @@ def _open(path: Path) -> sqlite3.Connection:
     return db
 
 
+def remove_file(path: Path) -> bool:
+    """Remove the store's file at ``path`` (with SQLite's journal files); False if there was none. Raises
+    ConfigError, leaving it as it is, when it is not this server's store."""
+    if not path.exists():
+        return False
+    try:
+        with sqlite3.connect(path) as db:
+            ours = db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        db.close()
+    except sqlite3.DatabaseError:
+        ours = False
+    if not ours:
+        raise ConfigError(f"TEXTMAGIC_CACHE_PATH: {path} is not this server's store; it was left as it is")
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        name.unlink(missing_ok=True)
+    return True
+
+
 def check_file(path: Path) -> None:
     """At start: ConfigError unless ``path`` is (or can become) this server's store."""
     _open(path).close()

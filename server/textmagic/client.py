@@ -73,6 +73,13 @@ class Health:
     problem: str | None = None
     seen_at: float = float("-inf")
 
+    @property
+    def state(self) -> str:
+        """``unknown`` before any request, else ``failing`` or ``answering``."""
+        if self.seen_at == float("-inf"):
+            return "unknown"
+        return "failing" if self.problem else "answering"
+
     def saw(self, outcome: httpx2.Response | Failure) -> None:
         status = outcome.status_code if isinstance(outcome, httpx2.Response) else None
         if status in (401, 403):

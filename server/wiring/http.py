@@ -180,13 +180,10 @@ class Readiness:
             reason = {"reason": "The server is starting or stopping."} if told else {}
             return JSONResponse({"status": "not ready", **reason}, status_code=503)
         health = live.textmagic.health
-        textmagic = (
-            "unknown" if health.seen_at == float("-inf") else "failing" if health.problem else "answering"
-        )
         state_problem = await self._state(live)
         body: dict[str, str] = {
             "status": "ready",
-            "textmagic": textmagic,
+            "textmagic": health.state,
             "deletes": "unavailable" if state_problem else "available",
         }
         if told:

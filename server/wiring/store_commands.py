@@ -9,14 +9,12 @@ sessions; it stops when a call adds nothing more. A terminal sees its progress; 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from server.state.settings import ConfigError, Settings
-from server.state.store import APPLICATION_ID
+from server.state.store import remove_file
 
 if TYPE_CHECKING:
     from server.wiring.app import SessionsServer
@@ -87,18 +85,8 @@ def clear(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 0
-    if not path.exists():
+    if not remove_file(path):
         print(f"textmagic-sessions-mcp: {path} does not exist: nothing to clear", file=sys.stderr)
         return 0
-    try:
-        with sqlite3.connect(path) as db:
-            ours = db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-        db.close()
-    except sqlite3.DatabaseError:
-        ours = False
-    if not ours:
-        raise ConfigError(f"TEXTMAGIC_CACHE_PATH: {path} is not this server's store; it was left as it is")
-    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        name.unlink(missing_ok=True)
     print(f"textmagic-sessions-mcp: emptied the store of settled sessions at {path}", file=sys.stderr)
     return 0
